@@ -1,0 +1,1 @@
+"""One module per `vared2` subcommand: `add_arguments(parser)` and `run(args) -> int`."""

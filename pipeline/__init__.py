@@ -1,0 +1,1 @@
+"""vared2: VA-RED² video adaptive redundancy reduction, pure-torch core and data pipeline."""

@@ -1,0 +1,34 @@
+"""Config of the network: which backbone, and how VA-RED² converts it (METHOD.md sections 2-4, 7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pipeline.config.base import Section
+
+Backbone = Literal["r2plus1d_18", "i3d_r50", "x3d_m"]
+DynamicMode = Literal["both", "temporal", "channel", "none"]
+
+
+@dataclass(frozen=True)
+class ModelConfig(Section):
+    NAME = "model"
+
+    backbone: Backbone = "r2plus1d_18"
+    num_classes: int = 400
+    # Width of the first stage; the published backbones use their default (64 for R(2+1)D and
+    # I3D, 24 for X3D-M). Smaller values give tiny models for tests and the demo.
+    base_width: int = 0  # 0 = the backbone's published width
+    # "none" builds the static backbone (baselines and stage 1 of the schedule).
+    dynamic: DynamicMode = "both"
+    search_space: int = 2
+    gate_hidden_min: int = 16
+    dropout: float = 0.0
+
+    def validate(self) -> None:
+        self._require(self.num_classes >= 1, "num_classes", "must be at least 1")
+        self._require(self.base_width >= 0, "base_width", "must be 0 (published) or positive")
+        self._require(self.search_space in (2, 3, 4), "search_space", "choose one of 2, 3, 4")
+        self._require(self.gate_hidden_min >= 1, "gate_hidden_min", "must be positive")
+        self._require(0.0 <= self.dropout < 1.0, "dropout", "must lie in [0, 1)")

@@ -1,0 +1,106 @@
+"""Named presets: functions returning a full `Config`, the starting point of every run.
+
+    vared2 train --preset mini_kinetics_r2plus1d model.search_space=3 train.lambda_e=0.8
+
+Overrides given after the preset name are applied on top (`apply_overrides`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+from pipeline.config.data import DataConfig
+from pipeline.config.model import ModelConfig
+from pipeline.config.preprocess import PreprocessConfig
+from pipeline.config.root import Config
+from pipeline.config.runtime import RuntimeConfig
+from pipeline.config.train import TrainConfig
+
+
+def default() -> Config:
+    """R(2+1)D-18 on Kinetics-400 at 16x112x112, S = 2, both temporal and channel redundancy."""
+    return Config(name="default")
+
+
+def mini_kinetics_r2plus1d() -> Config:
+    """The paper's main setting: Mini-Kinetics-200, R(2+1)D-18, 16 frames, S = 2 (METHOD.md 11)."""
+    return Config(
+        name="mini_kinetics_r2plus1d",
+        model=ModelConfig(backbone="r2plus1d_18", num_classes=200),
+        data=DataConfig(root="data/mini_kinetics/shards", num_frames=16, frame_stride=2),
+        train=TrainConfig(epochs=40, lr=0.05, lambda_e=0.5, lambda_e_warmup_epochs=2),
+        runtime=RuntimeConfig(num_workers=8, use_gpu=True, cpus_per_worker=8),
+    )
+
+
+def kinetics_i3d() -> Config:
+    """I3D-R50 (PySlowFast layout) on Kinetics-400 at 16x224x224."""
+    return Config(
+        name="kinetics_i3d",
+        model=ModelConfig(backbone="i3d_r50", num_classes=400),
+        data=DataConfig(crop_size=224, jitter_short_side_min=256, jitter_short_side_max=320,
+                        eval_short_side=256),
+        runtime=RuntimeConfig(num_workers=8, use_gpu=True, cpus_per_worker=8),
+    )
+
+
+def kinetics_x3d() -> Config:
+    """X3D-M on Kinetics-400 at 16x224x224, frame stride 5 as in the X3D paper."""
+    return Config(
+        name="kinetics_x3d",
+        model=ModelConfig(backbone="x3d_m", num_classes=400),
+        data=DataConfig(crop_size=224, frame_stride=5, jitter_short_side_min=256,
+                        jitter_short_side_max=320, eval_short_side=256),
+        runtime=RuntimeConfig(num_workers=8, use_gpu=True, cpus_per_worker=8),
+    )
+
+
+def demo() -> Config:
+    """The `make demo` run: the generated digits dataset, a narrow R(2+1)D-18, 2 CPU workers."""
+    return Config(
+        name="demo",
+        model=ModelConfig(backbone="r2plus1d_18", num_classes=4, base_width=16),
+        data=DataConfig(root="data/demo/shards", num_frames=8, frame_stride=1, crop_size=64,
+                        jitter_short_side_min=64, jitter_short_side_max=72, eval_short_side=64,
+                        eval_clips=3, batch_size=8, eval_batch_size=8, num_workers=0, prefetch=2),
+        train=TrainConfig(epochs=6, optimizer="adamw", lr=2e-3, weight_decay=1e-4, lambda_e=1.0,
+                          lambda_e_warmup_epochs=1, log_every=10),
+        runtime=RuntimeConfig(num_workers=2, storage_path="runs", experiment="vared2-demo",
+                              registered_model="vared2-demo"),
+        preprocess=PreprocessConfig(format="kinetics", output="data/demo/shards", short_side=64,
+                                    fps=15.0, min_frames=8, max_shard_samples=64),
+    )
+
+
+def debug() -> Config:
+    """Tiny everything, for tests and smoke runs: seconds per epoch on one CPU core."""
+    base = demo()
+    return replace(
+        base,
+        name="debug",
+        model=replace(base.model, base_width=4),
+        data=replace(base.data, root="data/debug/shards", num_frames=4, crop_size=32,
+                     jitter_short_side_min=32, jitter_short_side_max=36, eval_short_side=32,
+                     eval_clips=2, batch_size=4, eval_batch_size=4),
+        train=replace(base.train, epochs=2, log_every=5),
+        runtime=replace(base.runtime, num_workers=1, experiment="vared2-debug",
+                        registered_model="vared2-debug"),
+        preprocess=replace(base.preprocess, output="data/debug/shards", short_side=32, min_frames=4),
+    )
+
+
+PRESETS: dict[str, Callable[[], Config]] = {
+    "default": default,
+    "mini_kinetics_r2plus1d": mini_kinetics_r2plus1d,
+    "kinetics_i3d": kinetics_i3d,
+    "kinetics_x3d": kinetics_x3d,
+    "demo": demo,
+    "debug": debug,
+}
+
+
+def get_preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,29 @@
+"""Config of where a run executes and where its results go: Ray resources, storage, MLflow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.config.base import Section
+
+
+@dataclass(frozen=True)
+class RuntimeConfig(Section):
+    NAME = "runtime"
+
+    ray_address: str = ""  # "" = start a local Ray instance; "auto" or "ray://host:10001" = a cluster
+    num_workers: int = 2  # data-parallel training workers
+    use_gpu: bool = False
+    cpus_per_worker: int = 1
+    # Checkpoints and Tune state. Multi-node runs need storage every node reaches (s3://, gs://, NFS).
+    storage_path: str = "runs"
+    run_name: str = ""  # "" = derived from the preset; reusing a name resumes that run
+    max_failures: int = 1  # Ray Train retries from the last checkpoint
+    tracking_uri: str = ""  # "" = $MLFLOW_TRACKING_URI or the local sqlite:///mlruns.db
+    experiment: str = "vared2"
+    registered_model: str = "vared2"
+
+    def validate(self) -> None:
+        self._require(self.num_workers >= 1, "num_workers", "must be at least 1")
+        self._require(self.cpus_per_worker >= 1, "cpus_per_worker", "must be at least 1")
+        self._require(self.max_failures >= -1, "max_failures", "must be -1 (forever) or more")

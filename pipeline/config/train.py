@@ -1,0 +1,40 @@
+"""Config of optimisation and the VA-RED² schedule (METHOD.md sections 5 and 8)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pipeline.config.base import Section
+
+Optimizer = Literal["sgd", "adamw"]
+Schedule = Literal["cosine", "step", "constant"]
+
+
+@dataclass(frozen=True)
+class TrainConfig(Section):
+    NAME = "train"
+
+    epochs: int = 20
+    optimizer: Optimizer = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: Schedule = "cosine"
+    lambda_e: float = 0.5  # weight of the efficiency loss L_e
+    lambda_e_warmup_epochs: int = 0  # ramp lambda_e linearly from 0 over these epochs
+    init_from: str = ""  # checkpoint of a static backbone to start the dynamic stage from
+    amp: bool = True  # mixed precision, used only on GPU
+    sync_bn: bool = False
+    grad_clip: float = 0.0  # 0 = off
+    log_every: int = 20  # steps between progress lines
+    seed: int = 0
+
+    def validate(self) -> None:
+        self._require(self.epochs >= 1, "epochs", "must be at least 1")
+        self._require(self.lr > 0, "lr", "must be positive")
+        self._require(self.lambda_e >= 0, "lambda_e", "must be 0 or more")
+        self._require(self.lambda_e_warmup_epochs >= 0, "lambda_e_warmup_epochs", "must be 0 or more")
+        self._require(self.weight_decay >= 0, "weight_decay", "must be 0 or more")
+        self._require(self.grad_clip >= 0, "grad_clip", "must be 0 (off) or positive")
+        self._require(self.log_every >= 1, "log_every", "must be at least 1")

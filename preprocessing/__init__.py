@@ -1,0 +1,1 @@
+"""Turning videos and annotations into WebDataset shards (DATA.md); pure Python + PyAV, no Ray."""
