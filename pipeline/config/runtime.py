@@ -19,6 +19,7 @@ class RuntimeConfig(Section):
     storage_path: str = "runs"
     run_name: str = ""  # "" = derived from the preset; reusing a name resumes that run
     max_failures: int = 1  # Ray Train retries from the last checkpoint
+    fail_at_epoch: int = 0  # fault injection for recovery tests: fail once after this epoch (0 = off)
     tracking_uri: str = ""  # "" = $MLFLOW_TRACKING_URI or the local sqlite:///mlruns.db
     experiment: str = "vared2"
     registered_model: str = "vared2"
@@ -27,3 +28,4 @@ class RuntimeConfig(Section):
         self._require(self.num_workers >= 1, "num_workers", "must be at least 1")
         self._require(self.cpus_per_worker >= 1, "cpus_per_worker", "must be at least 1")
         self._require(self.max_failures >= -1, "max_failures", "must be -1 (forever) or more")
+        self._require(self.fail_at_epoch >= 0, "fail_at_epoch", "must be 0 (off) or an epoch number")
