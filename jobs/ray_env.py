@@ -1,0 +1,25 @@
+"""Connecting to Ray: a local instance sized to this machine, or an existing cluster."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+from pipeline.config import Config
+
+
+def init_ray(cfg: Config) -> None:
+    """`runtime.ray_address` "" starts a local instance; "auto" / "ray://..." joins a cluster.
+
+    Inside `ray job submit` RAY_ADDRESS is set and wins, so jobs run unchanged on any cluster.
+    """
+    if ray.is_initialized():
+        return
+    address = cfg.runtime.ray_address or os.environ.get("RAY_ADDRESS", "")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    # Local: no dashboard (seconds of start-up, nothing to show), CPUs as this machine has them.
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True,
+             configure_logging=False)

@@ -1,0 +1,138 @@
+"""MLflow behind one small module: runs, params, metrics, artifacts and the model format.
+
+The tracking store is `runtime.tracking_uri`, else `$MLFLOW_TRACKING_URI`, else a local SQLite file
+`mlruns.db` (artifacts in `mlartifacts/`). Models are logged as an MLflow pyfunc that wraps the
+weights (`checkpoint.pt`, read with `weights_only=True`) and the config JSON; loading rebuilds the
+VaredModel from the config, so it runs in hard mode with data-dependent control flow, which
+`torch.export` (mlflow.pytorch's default) cannot capture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+from mlflow.tracking import MlflowClient
+
+from pipeline.config import Config, flatten, to_dict
+
+DEFAULT_DB = "mlruns.db"
+
+
+def tracking_uri(cfg: Config) -> str:
+    if cfg.runtime.tracking_uri:
+        return cfg.runtime.tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path(DEFAULT_DB).resolve()}"
+
+
+def client(cfg: Config) -> MlflowClient:
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(cfg: Config) -> str:
+    c = client(cfg)
+    exp = c.get_experiment_by_name(cfg.runtime.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    artifacts = None
+    if tracking_uri(cfg).startswith("sqlite:"):  # keep artifacts beside the local database
+        artifacts = (Path(DEFAULT_DB).resolve().parent / "mlartifacts").as_uri()
+    return c.create_experiment(cfg.runtime.experiment, artifact_location=artifacts)
+
+
+def start_run(cfg: Config, *, run_name: str, tags: dict[str, str] | None = None,
+              parent_run_id: str | None = None) -> str:
+    """Create a run with the flattened config as params and the config JSON as an artifact."""
+    c = client(cfg)
+    all_tags = dict(tags or {})
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = c.create_run(experiment_id(cfg), run_name=run_name, tags=all_tags)
+    run_id = run.info.run_id
+    params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in sorted(flatten(cfg).items())]
+    for i in range(0, len(params), 100):
+        c.log_batch(run_id, params=params[i:i + 100])
+    log_json(cfg, run_id, to_dict(cfg), "config.json")
+    return run_id
+
+
+def find_run(cfg: Config, run_name: str) -> str | None:
+    """The newest unfinished-or-finished run with this name (so a resumed job logs to the same run)."""
+    c = client(cfg)
+    runs = c.search_runs([experiment_id(cfg)], filter_string=f"attributes.run_name = '{run_name}'",
+                         order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def log_metrics(cfg: Config, run_id: str, metrics: dict[str, float], step: int) -> None:
+    c = client(cfg)
+    batch = [mlflow.entities.Metric(k, float(v), int(1000 * __import__("time").time()), step)
+             for k, v in metrics.items() if isinstance(v, (int, float))]
+    c.log_batch(run_id, metrics=batch)
+
+
+def log_json(cfg: Config, run_id: str, data: Any, name: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+        client(cfg).log_artifact(run_id, str(path))
+
+
+def log_artifact(cfg: Config, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    client(cfg).log_artifact(run_id, str(path), artifact_path)
+
+
+def end_run(cfg: Config, run_id: str, status: str = "FINISHED") -> None:
+    client(cfg).set_terminated(run_id, status)
+
+
+class VaredPyfunc(mlflow.pyfunc.PythonModel):
+    """An MLflow model: input clips float32 (B, C, T, H, W) normalised -> logits (B, K), hard mode."""
+
+    def load_context(self, context) -> None:
+        from pipeline.models import build_model
+        from pipeline.config import Config, from_dict
+        from pipeline.train.checkpoint import load_checkpoint
+
+        state = load_checkpoint(context.artifacts["checkpoint"])
+        self.config = from_dict(Config, state["config"])
+        self.model = build_model(self.config.model)
+        self.model.load_state_dict(state["model"])
+        self.model.eval()
+
+    def predict(self, context, model_input, params=None):
+        import numpy as np
+        import torch
+
+        with torch.no_grad():
+            out = self.model(torch.as_tensor(np.asarray(model_input, dtype=np.float32)))
+        return out.logits.numpy()
+
+
+def log_model(cfg: Config, run_id: str, checkpoint_dir: str | Path,
+              registered_model: str | None = None):
+    """Log the checkpoint as a pyfunc model of `run_id`; optionally register a version of it."""
+    client(cfg)
+    ckpt = Path(checkpoint_dir) / "checkpoint.pt"
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=VaredPyfunc(), artifacts={"checkpoint": str(ckpt)},
+            pip_requirements=["torch==2.13.0", "mlflow>=3.17,<3.18", "numpy"],
+            registered_model_name=registered_model)
+    return info
+
+
+def load_model(model_uri: str):
+    """(config, VaredModel) from an MLflow model URI such as `models:/NAME@champion` or `runs:/ID/model`."""
+    loaded = mlflow.pyfunc.load_model(model_uri)
+    wrapper = loaded.unwrap_python_model()
+    return wrapper.config, wrapper.model

@@ -1,0 +1,168 @@
+"""Training on Ray Train (V2): a TorchTrainer whose workers run `pipeline.train.loop.train_epochs`.
+
+    python -m jobs.train --preset demo train.lambda_e=0.5        # also: vared2 train ...
+
+The driver opens the MLflow run, the workers train data-parallel (DDP, gloo on CPU / NCCL on GPU)
+and report metrics plus a checkpoint every epoch through `ray.train.report`; rank 0 logs the
+per-epoch metrics to MLflow. A retried or resumed run continues from its last checkpoint. At the
+end the driver evaluates the last checkpoint (hard policy) and logs the evaluation and the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+
+from jobs import tracking
+from jobs.ray_env import init_ray
+from pipeline.config import Config, from_dict, load_config, to_dict
+
+
+def run_name(cfg: Config) -> str:
+    if cfg.runtime.run_name:
+        return cfg.runtime.run_name
+    return f"{cfg.name}-{cfg.model.backbone}-{cfg.model.dynamic}"
+
+
+def _maybe_fail(cfg: Config, epoch: int, storage: Path) -> None:
+    """Fault injection for the recovery test: fail once, at the end of `runtime.fail_at_epoch`."""
+    if cfg.runtime.fail_at_epoch != epoch + 1:
+        return
+    marker = storage / f".failed-once-{run_name(cfg)}"
+    if not marker.exists():
+        marker.write_text("injected failure")
+        raise RuntimeError(f"injected failure after epoch {epoch + 1} (runtime.fail_at_epoch)")
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    from pipeline.data import build_loader
+    from pipeline.models import build_model
+    from pipeline.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
+    from pipeline.train.evaluate import evaluate
+    from pipeline.train.loop import train_epochs
+
+    cfg = from_dict(Config, loop_config["config"])
+    run_id = loop_config["run_id"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+    model = build_model(cfg.model)
+    if cfg.train.init_from:
+        state = load_checkpoint(cfg.train.init_from)
+        missing = model.load_static_state_dict(state["model"])
+        if rank == 0:
+            print(f"initialised from {cfg.train.init_from} ({len(missing)} new VA-RED² parameters)")
+    if cfg.train.sync_bn and world > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = ray.train.torch.prepare_model(model)
+
+    resume = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            resume = load_checkpoint(directory)
+
+    def train_batches(epoch: int):
+        return build_loader(cfg.data, split=cfg.data.train_split, train=True, rank=rank,
+                            world_size=world, epoch=epoch)
+
+    steps = len(train_batches(0))
+
+    def evaluate_fn(m, epoch):
+        if rank != 0 or (epoch + 1) % cfg.train.eval_every and epoch + 1 != cfg.train.epochs:
+            return None
+        loader = build_loader(cfg.data, split=cfg.data.val_split, train=False)
+        return evaluate(unwrap(m), loader, num_clips=cfg.data.eval_clips, device=device)
+
+    storage = Path(loop_config["storage"])
+
+    def on_epoch_end(report):
+        if rank == 0:
+            tracking.log_metrics(cfg, run_id, report.metrics, step=report.epoch + 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if rank == 0:
+                save_checkpoint(tmp, model=report.model, optimizer=report.optimizer,
+                                scheduler=report.scheduler, epoch=report.epoch, step=report.step,
+                                config=to_dict(cfg), metrics=report.metrics)
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(report.metrics, checkpoint=ckpt)
+        _maybe_fail(cfg, report.epoch, storage)
+
+    train_epochs(cfg, model=model, train_batches=train_batches, steps_per_epoch=steps,
+                 evaluate_fn=evaluate_fn, on_epoch_end=on_epoch_end, resume_state=resume,
+                 device=device, rank=rank)
+
+
+def fit(cfg: Config, *, run_id: str | None = None) -> dict:
+    """Run the TorchTrainer; returns {"run_id", "checkpoint" (local dir), "metrics", "storage"}."""
+    init_ray(cfg)
+    storage = Path(cfg.runtime.storage_path).resolve() if "://" not in cfg.runtime.storage_path \
+        else cfg.runtime.storage_path
+    # Workers may run in another directory (or node): pin the tracking store and paths now.
+    cfg = dataclasses.replace(cfg, runtime=dataclasses.replace(
+        cfg.runtime, tracking_uri=tracking.tracking_uri(cfg)))
+    name = run_name(cfg)
+    if run_id is None:
+        run_id = tracking.find_run(cfg, name) if _resuming(storage, name) else None
+        run_id = run_id or tracking.start_run(cfg, run_name=name, tags={"vared2.stage": cfg.model.dynamic})
+    print(f"MLflow run {run_id} ({tracking.tracking_uri(cfg)}), storage {storage}/{name}")
+    trainer = ray.train.torch.TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": to_dict(cfg), "run_id": run_id, "storage": str(storage)},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.runtime.num_workers, use_gpu=cfg.runtime.use_gpu,
+            resources_per_worker={"CPU": cfg.runtime.cpus_per_worker,
+                                  **({"GPU": 1} if cfg.runtime.use_gpu else {})}),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=str(storage),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.runtime.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        tracking.end_run(cfg, run_id, "FAILED")
+        raise result.error
+    local = Path(tempfile.mkdtemp(prefix="vared2-ckpt-"))
+    result.checkpoint.to_directory(str(local))
+    return {"run_id": run_id, "checkpoint": local, "metrics": result.metrics,
+            "storage": f"{storage}/{name}", "config": cfg}
+
+
+def _resuming(storage, name: str) -> bool:
+    return isinstance(storage, Path) and (storage / name).exists()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jobs.cli import add_config_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.preset, args.overrides)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from jobs.evaluate import finish_run
+
+    out = fit(cfg)
+    finish_run(out["config"], out["run_id"], out["checkpoint"])
+    print(f"done: MLflow run {out['run_id']}, checkpoints in {out['storage']}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
