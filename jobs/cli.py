@@ -13,6 +13,9 @@ import sys
 # Subcommand name -> module under jobs.commands. A literal dict: grep finds what each one runs.
 COMMANDS: dict[str, str] = {
     "config": "jobs.commands.config",
+    "flops": "jobs.commands.flops",
+    "train": "jobs.commands.train",
+    "evaluate": "jobs.commands.evaluate",
 }
 
 

@@ -1,0 +1,23 @@
+"""Evaluate a checkpoint or a registered model under the hard policy (METHOD.md section 9).
+
+  vared2 evaluate runs/demo-r2plus1d_18-both/checkpoint_000005
+  vared2 evaluate models:/vared2-demo@champion data.root=data/demo/shards
+
+Prints clip-1, video-1, video-5, GFLOPs avg / max / min (multiply-accumulates per clip) and
+clips/s against the static model of the same shape timed in the same run.
+"""
+
+from __future__ import annotations
+
+HELP = "evaluate a checkpoint or models:/NAME@ALIAS (clip-1, video-1/5, GFLOPs, speed)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("source", help="checkpoint directory / file, or models:/NAME@ALIAS")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+
+
+def run(args) -> int:
+    from jobs.evaluate import main
+
+    return main([args.source, *args.overrides])

@@ -1,0 +1,34 @@
+"""Train a model on Ray Train with MLflow tracking (a local Ray instance unless runtime.ray_address).
+
+  vared2 train --preset demo                                   # dynamic model, demo data
+  vared2 train --preset demo model.dynamic=none                # the static baseline, same path
+  vared2 train --preset mini_kinetics_r2plus1d train.init_from=runs/static/checkpoint_000039
+
+Each epoch prints one line (loss, accuracy, GFLOPs, clips/s, validation) and logs to MLflow;
+re-running with the same runtime.run_name resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+HELP = "train (static or VA-RED²) on Ray Train, tracked in MLflow"
+
+
+def add_arguments(parser) -> None:
+    from jobs.cli import add_config_arguments
+
+    add_config_arguments(parser, default_preset="demo")
+
+
+def run(args) -> int:
+    from jobs.cli import config_from_args
+
+    cfg = config_from_args(args)
+    from jobs.evaluate import finish_run
+    from jobs.train import fit
+
+    out = fit(cfg)
+    report = finish_run(out["config"], out["run_id"], out["checkpoint"])
+    for key, value in report["metrics"].items():
+        print(f"{key:28s} {value:.4f}")
+    print(f"MLflow run {out['run_id']}; checkpoints in {out['storage']}")
+    return 0
