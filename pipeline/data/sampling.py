@@ -38,7 +38,9 @@ def train_clip_start(video_frames: int, num_frames: int, stride: int,
 def eval_clip_starts(video_frames: int, num_frames: int, stride: int, num_clips: int) -> np.ndarray:
     """Starts of K uniformly spaced clips: centres of K equal segments of [0, max_start]."""
     max_start = max(video_frames - clip_span(num_frames, stride), 0)
-    return np.round(max_start * (2 * np.arange(num_clips) + 1) / (2 * num_clips)).astype(np.int64)
+    # floor(x + 0.5), not np.round (half to even), so DALI's arithmetic reproduces it exactly.
+    centres = max_start * (2 * np.arange(num_clips) + 1) / (2 * num_clips)
+    return np.floor(centres + 0.5).astype(np.int64)
 
 
 def centre_clip_index(num_clips: int) -> int:
