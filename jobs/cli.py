@@ -13,6 +13,8 @@ import sys
 # Subcommand name -> module under jobs.commands. A literal dict: grep finds what each one runs.
 COMMANDS: dict[str, str] = {
     "config": "jobs.commands.config",
+    "preprocess": "jobs.commands.preprocess",
+    "make-demo-data": "jobs.commands.make_demo_data",
     "flops": "jobs.commands.flops",
     "train": "jobs.commands.train",
     "evaluate": "jobs.commands.evaluate",

@@ -68,6 +68,9 @@ def resolve_classes(cfg, reader_classes: list[str], labels: set[str]) -> list[st
 
 def prepare(cfg) -> Prepared:
     """Read the annotations, fix the class list and plan the shards (a `PreprocessConfig`)."""
+    if not cfg.annotations or not os.path.exists(cfg.annotations):
+        raise ValueError(f"preprocess.annotations={cfg.annotations!r}: give an existing annotation "
+                         f"CSV (or Moments in Time folder)")
     if cfg.format != "csv" and not cfg.videos:
         raise ValueError("preprocess.videos is empty; give the folder holding the video files")
     rows, reader_classes = read_annotations(cfg.format, cfg.annotations, cfg.videos, cfg.split,
