@@ -1,0 +1,390 @@
+"""Dynamic convolution of VA-RED² (METHOD.md sections 2-5): a conv that, per clip, computes only
+the first m = ceil(r * C_out) filters at every R-th output frame and rebuilds the rest cheaply.
+
+    x ──gate──> V_c, V_t (B, S)              soft (training): full conv once, every S x S variant
+    │                                         derived by slicing + cheap ops, mixed by V_c then V_t
+    └─conv(weight[:m], t-stride st*R)─> Y'   hard (inference): argmax per sample, samples grouped
+        └─ChannelCheapOp─> TemporalCheapOp─> Y (B, C_out, T_out, H, W)   by choice, only that variant
+
+The layer keeps `weight` / `bias` under the nn.Conv names, so a static checkpoint loads unchanged, and
+`forward(x)` returns the output tensor only; the gate decisions and costs of the last forward are
+left in `self.record` (a `LayerRecord`) for the wrapper model to collect.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pipeline.models.cheap_ops import ChannelCheapOp, TemporalCheapOp
+from pipeline.models.gate import GateValues, SoftModulationGate
+
+SEARCH_SPACES = (2, 3, 4)
+MODES = ("both", "temporal", "channel")
+EXECUTIONS = ("auto", "soft", "hard")
+# Added to the sum of gate values before normalising them into v = V / sum(V) (ours).
+RATIO_EPS = 1e-6
+
+
+def channel_ratios(search_space: int) -> list[float]:
+    """r_i = (1/2)^i, i < S."""
+    return [0.5 ** i for i in range(search_space)]
+
+
+def temporal_factors(search_space: int, out_frames: int | None = None) -> list[int]:
+    """R_j = 2^j, j < S, clamped to at most `out_frames` (the layer's T_out) when given."""
+    factors = [2 ** j for j in range(search_space)]
+    return factors if out_frames is None else [min(f, max(out_frames, 1)) for f in factors]
+
+
+def channel_index(ratio: float, search_space: int) -> int:
+    """Index i of ratio r_i; ValueError when the ratio is not in the search space."""
+    ratios = channel_ratios(search_space)
+    if ratio not in ratios:
+        raise ValueError(f"channel ratio {ratio} is not in the search space {ratios}")
+    return ratios.index(ratio)
+
+
+def temporal_index(factor: int, search_space: int) -> int:
+    """Index j of factor R_j; ValueError when the factor is not in the search space."""
+    factors = temporal_factors(search_space)
+    if factor not in factors:
+        raise ValueError(f"temporal factor {factor} is not in the search space {factors}")
+    return factors.index(factor)
+
+
+@dataclass
+class LayerRecord:
+    """What one dynamic layer did in its last forward."""
+
+    channel_gate: Tensor | None  # (B, S) raw gate values, None without a channel axis
+    temporal_gate: Tensor | None  # (B, S)
+    channel_index: Tensor  # (B,) long, chosen i (argmax or forced; 0 without a channel axis)
+    temporal_index: Tensor  # (B,) long, chosen j
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    # Per-sample MACs of the chosen variant: reduced conv + cheap ops + gate FCs. In hard mode this
+    # is what ran; in soft mode it is what the hard policy would run for that sample.
+    macs: Tensor  # (B,) int64
+    full_macs: int  # per-sample MACs of the static conv
+    expected_ratio: Tensor  # (B,) r^s / R^s, differentiable w.r.t. the gate (METHOD.md section 5)
+
+
+def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _explicit_padding(conv: nn.Module) -> tuple[int, ...]:
+    if conv.padding_mode != "zeros":
+        raise ValueError(f"padding_mode={conv.padding_mode!r} is not supported; only 'zeros'")
+    if conv.padding == "valid":
+        return (0,) * len(conv.kernel_size)
+    if conv.padding == "same":
+        if any(d * (k - 1) % 2 for k, d in zip(conv.kernel_size, conv.dilation)):
+            raise ValueError("padding='same' with an even kernel extent is not supported")
+        return tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))
+    return tuple(conv.padding)
+
+
+class DynamicConvBase(nn.Module):
+    """Shared machinery of `DynamicConv3d` and `DynamicConv2d`; see the module docstring.
+
+    `execution`: "auto" (soft when training, hard otherwise), "soft" or "hard".
+    `forced`: (i, j) or None; overrides the argmax in hard mode and selects that single variant in
+    soft mode. An index for an axis the layer lacks is ignored (so one policy can be forced over a
+    model mixing 3D and channel-only 2D layers); None means "the gate decides" for that axis.
+    """
+
+    spatial_dims: int  # 3 for Conv3d, 2 for Conv2d
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, ...], *,
+                 stride: tuple[int, ...], padding: tuple[int, ...], dilation: tuple[int, ...],
+                 groups: int = 1, bias: bool = True, mode: str = "both", search_space: int = 2,
+                 gate_hidden_min: int = 16) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} is not valid; choose one of {MODES}")
+        if search_space not in SEARCH_SPACES:
+            raise ValueError(f"search_space={search_space} is not valid; choose one of {SEARCH_SPACES}")
+        n = self.spatial_dims
+        if not all(len(t) == n for t in (kernel_size, stride, padding, dilation)):
+            raise ValueError(f"kernel_size, stride, padding and dilation need {n} entries each")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)
+        self.padding, self.dilation = tuple(padding), tuple(dilation)
+        self.groups, self.mode, self.search_space = groups, mode, search_space
+        self.depthwise = groups > 1 and groups == in_channels == out_channels
+        if self.has_channel and groups != 1 and not self.depthwise:
+            raise ValueError(f"mode={mode!r} needs groups == 1 or a depthwise conv; got groups={groups} "
+                             "(use mode='temporal' for other grouped convs)")
+
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self._reset_conv_parameters()
+        heads = tuple(h for h, on in (("temporal", self.has_temporal), ("channel", self.has_channel)) if on)
+        self.gate = SoftModulationGate(in_channels, search_space, heads=heads, hidden_min=gate_hidden_min)
+        self.ratios = channel_ratios(search_space)
+        self.computed_channels = [math.ceil(r * out_channels) for r in self.ratios]  # m_i
+        self.channel_ops = (nn.ModuleList(ChannelCheapOp(out_channels, r) for r in self.ratios[1:])
+                            if self.has_channel else None)
+        self.temporal_op = (TemporalCheapOp(out_channels, temporal_factors(search_space)[-1])
+                            if self.has_temporal else None)
+        self._execution = "auto"
+        self._forced: tuple[int | None, int | None] | None = None
+        self.record: LayerRecord | None = None
+        self._macs_tables: dict[tuple[int, ...], Tensor] = {}
+
+    def _reset_conv_parameters(self) -> None:  # nn.Conv's default initialisation
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.weight[0].numel())
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    # ----- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_conv(cls, conv: nn.Module, *, mode: str = "both", search_space: int = 2,
+                  gate_hidden_min: int = 16) -> "DynamicConvBase":
+        """A dynamic layer sharing `conv`'s weight and bias Parameters (so optimizer state stays valid)."""
+        expected = nn.Conv3d if cls.spatial_dims == 3 else nn.Conv2d
+        if not isinstance(conv, expected):
+            raise ValueError(f"{cls.__name__}.from_conv needs an {expected.__name__}, got {type(conv).__name__}")
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                    padding=_explicit_padding(conv), dilation=conv.dilation, groups=conv.groups,
+                    bias=conv.bias is not None, mode=mode, search_space=search_space,
+                    gate_hidden_min=gate_hidden_min)
+        layer.to(device=conv.weight.device, dtype=conv.weight.dtype)
+        layer.weight = conv.weight
+        layer.bias = conv.bias
+        return layer
+
+    @property
+    def has_channel(self) -> bool:
+        return self.mode in ("both", "channel")
+
+    @property
+    def has_temporal(self) -> bool:
+        return self.spatial_dims == 3 and self.mode in ("both", "temporal")
+
+    # ----- execution controls -------------------------------------------------------------------
+    @property
+    def execution(self) -> str:
+        return self._execution
+
+    @execution.setter
+    def execution(self, value: str) -> None:
+        if value not in EXECUTIONS:
+            raise ValueError(f"execution={value!r} is not valid; choose one of {EXECUTIONS}")
+        self._execution = value
+
+    @property
+    def forced(self) -> tuple[int | None, int | None] | None:
+        return self._forced
+
+    @forced.setter
+    def forced(self, value: tuple[int | None, int | None] | None) -> None:
+        if value is not None:
+            if len(value) != 2:
+                raise ValueError(f"forced={value!r} must be (channel_index, temporal_index) or None")
+            for name, idx in zip(("channel", "temporal"), value):
+                if idx is not None and (not isinstance(idx, int) or not 0 <= idx < self.search_space):
+                    raise ValueError(f"forced {name} index {idx!r} is out of range 0..{self.search_space - 1}")
+            value = tuple(value)
+        self._forced = value
+
+    def is_soft(self) -> bool:
+        return self._execution == "soft" or (self._execution == "auto" and self.training)
+
+    # ----- geometry and cost --------------------------------------------------------------------
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(B, C_out, *spatial) of the static conv for an input of `input_shape`."""
+        sizes = [_out_size(s, k, st, p, d) for s, k, st, p, d in
+                 zip(input_shape[2:], self.kernel_size, self.stride, self.padding, self.dilation)]
+        return (input_shape[0], self.out_channels, *sizes)
+
+    def _conv_macs(self, out_channels: int, out_spatial: list[int]) -> int:
+        return out_channels * math.prod(out_spatial) * (self.in_channels // self.groups) * math.prod(self.kernel_size)
+
+    def full_macs(self, input_shape: tuple[int, ...]) -> int:
+        """Per-sample MACs of the static conv (gate and cheap ops excluded)."""
+        return self._conv_macs(self.out_channels, list(self.output_shape(input_shape)[2:]))
+
+    def variant_macs(self, input_shape: tuple[int, ...], i: int, j: int) -> int:
+        """Per-sample MACs of variant (r_i, R_j) as the hard path executes it, gate FCs included."""
+        out = list(self.output_shape(input_shape)[2:])
+        m = self.computed_channels[i] if self.has_channel else self.out_channels
+        per_group = (self.in_channels // self.groups) if not self.depthwise else 1
+        frames, hw = (out[0], out[1:]) if self.spatial_dims == 3 else (1, out)
+        factor = self._factors(out)[j] if self.has_temporal else 1
+        computed_frames = -(-frames // factor)
+        spatial = ([computed_frames] if self.spatial_dims == 3 else []) + hw
+        macs = m * math.prod(spatial) * per_group * math.prod(self.kernel_size) + self.gate.macs()
+        if self.has_channel and i > 0:
+            macs += self.channel_ops[i - 1].macs(computed_frames, *hw)
+        if self.has_temporal and factor > 1:
+            macs += self.temporal_op.macs(factor, computed_frames, *hw)
+        return macs
+
+    def _macs_table(self, input_shape: tuple[int, ...], device) -> Tensor:
+        """(S, S) long tensor of `variant_macs`, cached per per-sample input shape."""
+        key = (*input_shape[1:], str(device))
+        if key not in self._macs_tables:
+            self._macs_tables[key] = torch.tensor(
+                [[self.variant_macs(input_shape, i, j) for j in range(self.search_space)]
+                 for i in range(self.search_space)], dtype=torch.long, device=device)
+        return self._macs_tables[key]
+
+    def _factors(self, out_spatial: list[int]) -> list[int]:
+        return temporal_factors(self.search_space, out_spatial[0]) if self.has_temporal else [1] * self.search_space
+
+    # ----- forward ------------------------------------------------------------------------------
+    def _conv(self, x: Tensor, m: int, factor: int) -> Tensor:
+        """The first m filters at every `factor`-th output frame: exactly Y_full[:, :m, ::factor]."""
+        weight, bias, groups = self.weight, self.bias, self.groups
+        if m < self.out_channels:
+            weight = weight[:m]  # contiguous: a prefix of the filter axis
+            bias = None if bias is None else bias[:m]
+            if self.depthwise:
+                x, groups = x[:, :m], m
+        stride = self.stride if factor == 1 else (self.stride[0] * factor, *self.stride[1:])
+        conv = F.conv3d if self.spatial_dims == 3 else F.conv2d
+        return conv(x, weight, bias, stride, self.padding, self.dilation, groups)
+
+    def _as_frames(self, y: Tensor) -> Tensor:
+        return y if self.spatial_dims == 3 else y.unsqueeze(2)
+
+    def _fill_channels(self, y: Tensor, i: int) -> Tensor:
+        """f^c: the m_i computed maps (B, m_i, ...) -> all C_out maps."""
+        if i == 0:
+            return y
+        full = self.channel_ops[i - 1](self._as_frames(y))
+        return full if self.spatial_dims == 3 else full.squeeze(2)
+
+    def _fill_frames(self, y: Tensor, factor: int, out_frames: int) -> Tensor:
+        """f^t: the computed frames (B, C_out, ceil(T_out / R), H, W) -> T_out frames."""
+        return y if factor == 1 else self.temporal_op(y, factor, out_frames)
+
+    def _variant(self, x: Tensor, i: int, factor: int, out_frames: int) -> Tensor:
+        """The hard path of one variant: reduced conv, then the channel and temporal cheap ops."""
+        m = self.computed_channels[i] if self.has_channel else self.out_channels
+        y = self._fill_channels(self._conv(x, m, factor), i)
+        return self._fill_frames(y, factor, out_frames)
+
+    def _soft(self, x: Tensor, gate: GateValues, forced_i: int | None, forced_j: int | None,
+              factors: list[int], out_frames: int) -> Tensor:
+        y = self._conv(x, self.out_channels, 1)  # (B, C_out, T_out, H, W): run once
+        if self.has_channel:
+            if forced_i is not None:
+                y = self._fill_channels(y[:, : self.computed_channels[forced_i]], forced_i)
+            else:
+                y = sum(self._bcast(gate.channel[:, i]) * self._fill_channels(y[:, :m], i)
+                        for i, m in enumerate(self.computed_channels))
+        if self.has_temporal:
+            if forced_j is not None:
+                f = factors[forced_j]
+                y = self._fill_frames(y[:, :, ::f], f, out_frames)
+            else:
+                y = sum(self._bcast(gate.temporal[:, j]) * self._fill_frames(y[:, :, ::f], f, out_frames)
+                        for j, f in enumerate(factors))
+        return y
+
+    def _bcast(self, v: Tensor) -> Tensor:
+        return v.view(-1, *([1] * (self.spatial_dims + 1)))
+
+    def _hard(self, x: Tensor, ci: Tensor, tj: Tensor, fixed: tuple[int, int] | None, factors: list[int],
+              out_frames: int, out_shape: tuple[int, ...]) -> Tensor:
+        """Only the chosen variants: samples grouped per choice, computed, scattered back.
+        `fixed` is the variant of the whole batch when it is known without reading the gate."""
+        if fixed is not None:
+            return self._variant(x, fixed[0], factors[fixed[1]], out_frames)
+        combo = ci * self.search_space + tj  # (B,)
+        choices = combo.unique()
+        if choices.numel() == 1:  # fast path: one variant for the batch, no gather/scatter
+            c = int(choices[0])
+            return self._variant(x, c // self.search_space, factors[c % self.search_space], out_frames)
+        out = x.new_empty(out_shape)
+        for c in choices.tolist():
+            idx = (combo == c).nonzero().squeeze(1)
+            y = self._variant(x.index_select(0, idx), c // self.search_space, factors[c % self.search_space], out_frames)
+            out.index_copy_(0, idx, y)
+        return out
+
+    def _choice(self, values: Tensor | None, forced: int | None, batch: int, device) -> Tensor:
+        if forced is not None or values is None:
+            return torch.full((batch,), forced or 0, dtype=torch.long, device=device)
+        return values.argmax(dim=1)
+
+    def _expected(self, values: Tensor | None, forced: int | None, scale: list[float], batch: int,
+                  like: Tensor) -> Tensor:
+        """sum_k v[k] * scale[k] with v = V / (sum V + eps); one-hot when forced; 1 without the axis."""
+        if values is None:
+            return like.new_ones(batch)
+        s = like.new_tensor(scale)
+        if forced is not None:
+            return s[forced].expand(batch)
+        v = values / (values.sum(dim=1, keepdim=True) + RATIO_EPS)
+        return v @ s
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != self.spatial_dims + 2:
+            raise ValueError(f"{type(self).__name__} expects a {self.spatial_dims + 2}D input "
+                             f"(B, C, {'T, ' if self.spatial_dims == 3 else ''}H, W); got shape {tuple(x.shape)}")
+        batch = x.shape[0]
+        out_shape = self.output_shape(tuple(x.shape))
+        out_frames = out_shape[2] if self.spatial_dims == 3 else 1
+        factors = self._factors(list(out_shape[2:]))
+        forced_i, forced_j = self._forced if self._forced is not None else (None, None)
+        forced_i = forced_i if self.has_channel else None
+        forced_j = forced_j if self.has_temporal else None
+
+        gate = self.gate(x)
+        ci = self._choice(gate.channel, forced_i, batch, x.device)
+        tj = self._choice(gate.temporal, forced_j, batch, x.device)
+        if self.is_soft():
+            y = self._soft(x, gate, forced_i, forced_j, factors, out_frames)
+        else:
+            # Known without reading the gate when every axis is forced or absent (also meta-safe).
+            known_i = forced_i if self.has_channel else 0
+            known_j = forced_j if self.has_temporal else 0
+            fixed = None if known_i is None or known_j is None else (known_i, known_j)
+            y = self._hard(x, ci, tj, fixed, factors, out_frames, out_shape)
+
+        table = self._macs_table(tuple(x.shape), x.device)
+        expected = (self._expected(gate.channel, forced_i, self.ratios, batch, x)
+                    * self._expected(gate.temporal, forced_j, [1.0 / f for f in factors], batch, x))
+        self.record = LayerRecord(
+            channel_gate=gate.channel, temporal_gate=gate.temporal, channel_index=ci, temporal_index=tj,
+            input_shape=tuple(x.shape), output_shape=tuple(y.shape),
+            macs=table[ci, tj], full_macs=self.full_macs(tuple(x.shape)),
+            expected_ratio=expected)
+        return y
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, groups={self.groups}, bias={self.bias is not None}, mode={self.mode!r}, "
+                f"search_space={self.search_space}")
+
+
+class DynamicConv3d(DynamicConvBase):
+    """Dynamic version of an nn.Conv3d: channel-wise and/or temporal-wise (mode)."""
+
+    spatial_dims = 3
+
+
+class DynamicConv2d(DynamicConvBase):
+    """Dynamic version of an nn.Conv2d (2D backbones): channel-wise only, weight keeps its 4D shape."""
+
+    spatial_dims = 2
+
+    def __init__(self, *args, mode: str = "channel", **kwargs) -> None:
+        if mode != "channel":
+            raise ValueError(f"DynamicConv2d supports mode='channel' only; got mode={mode!r}")
+        super().__init__(*args, mode=mode, **kwargs)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Module, *, mode: str = "channel", search_space: int = 2,
+                  gate_hidden_min: int = 16) -> "DynamicConv2d":
+        return super().from_conv(conv, mode=mode, search_space=search_space, gate_hidden_min=gate_hidden_min)

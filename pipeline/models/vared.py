@@ -1,0 +1,121 @@
+"""The VA-RED² model: a backbone whose chosen convs are dynamic, returning logits together with
+the gate decisions, the per-clip cost of the executed policy and the differentiable expected cost
+ratio that the efficiency loss needs (METHOD.md sections 4-6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from pipeline.models.convert import (clear_policy, convert_to_dynamic, dynamic_layers, force_policy,
+                                     set_execution)
+from pipeline.models.cost import static_macs
+from pipeline.models.dynamic_conv import LayerRecord
+
+DYNAMIC_CHOICES = ("both", "temporal", "channel", "none")
+# Key parts of the parameters a conversion adds (allowed missing from a static checkpoint).
+_ADDED_PARTS = ("gate", "channel_ops", "temporal_op")
+
+
+@dataclass
+class VaredOutput:
+    logits: Tensor  # (B, K)
+    records: list[LayerRecord]  # one per dynamic layer, in module order
+    macs: Tensor  # (B,) int64 per-clip MACs: static layers in full + each dynamic layer's variant + gates
+    expected_ratio: Tensor  # (B,) sum_l w_l r^s_l / R^s_l, w_l = C(f_l) / sum_k C(f_k); differentiable
+
+    @property
+    def policy(self) -> Tensor:
+        """(B, L, 2) long: the (channel, temporal) index each sample chose in each dynamic layer."""
+        if not self.records:
+            return torch.zeros(self.logits.shape[0], 0, 2, dtype=torch.long, device=self.logits.device)
+        return torch.stack([torch.stack([r.channel_index, r.temporal_index], dim=1) for r in self.records], dim=1)
+
+    @property
+    def gflops(self) -> Tensor:
+        """(B,) per-clip GMACs (the paper's "GFLOPs")."""
+        return self.macs.double() / 1e9
+
+
+class VaredModel(nn.Module):
+    """`backbone` with its residual-block convs made dynamic (`dynamic="none"`: the static model
+    behind the same interface). Backbone checkpoint keys are `backbone.` + the original key."""
+
+    def __init__(self, backbone: nn.Module, *, dynamic: str = "both", search_space: int = 2,
+                 gate_hidden_min: int = 16, include: Callable[[str, nn.Module], bool] | None = None) -> None:
+        super().__init__()
+        if dynamic not in DYNAMIC_CHOICES:
+            raise ValueError(f"dynamic={dynamic!r} is not valid; choose one of {DYNAMIC_CHOICES}")
+        self.backbone = backbone
+        self.dynamic = dynamic
+        self.search_space = search_space
+        if dynamic != "none":
+            convert_to_dynamic(backbone, mode=dynamic, search_space=search_space, include=include,
+                               gate_hidden_min=gate_hidden_min)
+        self._static_macs: dict[tuple[int, ...], int] = {}
+
+    def static_macs(self, input_shape: tuple[int, ...]) -> int:
+        """Per-clip MACs of the static backbone for one input of shape (C, T, H, W), cached."""
+        key = tuple(input_shape)
+        if key not in self._static_macs:
+            self._static_macs[key] = static_macs(self.backbone, key)
+        return self._static_macs[key]
+
+    def forward(self, x: Tensor) -> VaredOutput:
+        if x.dim() != 5:
+            raise ValueError(f"VaredModel expects a 5D clip batch (B, C, T, H, W); got shape {tuple(x.shape)}")
+        layers = [layer for _, layer in dynamic_layers(self.backbone)]
+        for layer in layers:
+            layer.record = None
+        static = self.static_macs(tuple(x.shape[1:]))
+        logits = self.backbone(x)
+        records = [layer.record for layer in layers]
+        for layer in layers:
+            layer.record = None  # the records travel in the output only
+        if any(r is None for r in records):
+            raise RuntimeError("a dynamic layer did not run in the backbone's forward")
+        batch = x.shape[0]
+        macs = torch.full((batch,), static, dtype=torch.long, device=x.device)
+        expected = logits.new_ones(batch)
+        if records:
+            full = torch.tensor([r.full_macs for r in records], dtype=logits.dtype, device=x.device)
+            macs = macs - int(full.sum().item()) + torch.stack([r.macs for r in records]).sum(dim=0)
+            weights = full / full.sum()  # (L,)
+            expected = (weights[:, None] * torch.stack([r.expected_ratio for r in records])).sum(dim=0)
+        return VaredOutput(logits=logits, records=records, macs=macs, expected_ratio=expected)
+
+    def set_execution(self, execution: str) -> None:
+        set_execution(self.backbone, execution)
+
+    def force_policy(self, channel_index: int | None, temporal_index: int | None) -> None:
+        force_policy(self.backbone, channel_index, temporal_index)
+
+    def clear_policy(self) -> None:
+        clear_policy(self.backbone)
+
+    def load_backbone_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True):
+        """Load a static backbone checkpoint (keys with or without the `backbone.` prefix): its keys
+        must all match (when strict), while the gate and cheap-op parameters may be missing."""
+        if state_dict and all(k.startswith("backbone.") for k in state_dict):
+            state_dict = {k[len("backbone."):]: v for k, v in state_dict.items()}
+        result = self.backbone.load_state_dict(state_dict, strict=False)
+        missing = [k for k in result.missing_keys if not any(p in k.split(".") for p in _ADDED_PARTS)]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"backbone checkpoint mismatch: missing {missing}, "
+                               f"unexpected {result.unexpected_keys}")
+        return result
+
+
+def build_model(cfg) -> VaredModel:
+    """The model of a `pipeline.config.ModelConfig`."""
+    from pipeline.models.backbones import BACKBONES  # the backbones are independent of this module
+
+    if cfg.backbone not in BACKBONES:
+        raise ValueError(f"backbone={cfg.backbone!r} is not valid; choose one of {sorted(BACKBONES)}")
+    backbone = BACKBONES[cfg.backbone](num_classes=cfg.num_classes, base_width=cfg.base_width,
+                                       dropout=cfg.dropout)
+    return VaredModel(backbone, dynamic=cfg.dynamic, search_space=cfg.search_space,
+                      gate_hidden_min=cfg.gate_hidden_min)
