@@ -1,0 +1,188 @@
+"""FFCV backend: a cache of decoded clips, written once from the shards, for runs that read the same
+data many times (Tune sweeps, many epochs).
+
+The cache FREEZES TEMPORAL SAMPLING AT WRITE TIME: each video keeps `ffcv_clips_per_video` clips
+(training; uniformly spaced starts) or its K evaluation clips, and no other frames. A training epoch
+picks one stored clip per video at random; spatial jitter (scale, crop, flip) stays live, applied
+to the stored square of side jitter_short_side_max. Evaluation clips are stored already resized and
+centre-cropped, so an evaluation batch equals the PyAV backend's exactly.
+Entries are video-major (entry = stored_video * clips + clip); a JSON sidecar holds the keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.data import sampling
+from pipeline.data.contract import Batch, LoadStats, normalize_uint8
+from pipeline.data.pyav_loader import ClipSpec, video_clips
+from pipeline.data.sharding import batch_slices, index_split, rank_items
+
+
+def cache_path(cfg, split: str, train: bool) -> Path:
+    if cfg.ffcv_cache:
+        return Path(cfg.ffcv_cache) / f"{split}-{'train' if train else 'eval'}.beton"
+    k = cfg.ffcv_clips_per_video if train else cfg.eval_clips
+    side = cfg.jitter_short_side_max if train else cfg.crop_size
+    name = f"{split}-{'train' if train else 'eval'}-t{cfg.num_frames}s{cfg.frame_stride}k{k}-{side}.beton"
+    return Path(cfg.root) / "ffcv" / name
+
+
+def _write_spec(cfg, train: bool) -> ClipSpec:
+    """Clips to store: uniformly spaced starts; training clips as squares of jitter_short_side_max."""
+    spec = ClipSpec.from_config(cfg, train=False)
+    if train:
+        side = cfg.jitter_short_side_max
+        spec = dataclasses.replace(spec, eval_clips=cfg.ffcv_clips_per_video, eval_short_side=side,
+                                   crop_size=side)
+    return spec
+
+
+class _Clips:
+    """Indexed dataset for ffcv's writer: entry -> (clip, label, video, clip_index). Decodes one video
+    for all of its clips and keeps it while its entries are written; a video that fails to decode is
+    written as blank clips with video = -1, which the loader leaves out and counts as corrupt."""
+
+    def __init__(self, refs, spec: ClipSpec):
+        self.refs, self.spec, self.k = refs, spec, spec.eval_clips
+        self._last: tuple | None = None
+
+    def __len__(self) -> int:
+        return len(self.refs) * self.k
+
+    def __getitem__(self, i: int):
+        v, c = divmod(i, self.k)
+        if self._last is None or self._last[0] != v:
+            try:
+                clips, label = video_clips(self.refs[v], self.spec, epoch=0)
+                self._last = (v, [x.numpy() for x in clips], label, self.refs[v].video_index)
+            except Exception:  # any failure of one video must not stop the write
+                side = self.spec.crop_size
+                blank = np.zeros((self.spec.num_frames, side, side, 3), np.uint8)
+                self._last = (v, [blank] * self.k, -1, -1)
+        return self._last[1][c], self._last[2], self._last[3], c
+
+
+def write_cache(cfg, *, split: str, train: bool, path: str | Path | None = None,
+                num_workers: int = 1) -> Path:
+    """Decode the clips of every video of `split` once and write them as an FFCV dataset."""
+    from ffcv.fields import IntField, NDArrayField
+    from ffcv.writer import DatasetWriter
+
+    path = Path(path) if path else cache_path(cfg, split, train)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spec = _write_spec(cfg, train)
+    refs = index_split(cfg.root, split)
+    side = spec.crop_size
+    fields = {"clip": NDArrayField(np.dtype("uint8"), (spec.num_frames, side, side, 3)),
+              "label": IntField(), "video": IntField(), "clip_index": IntField()}
+    tmp = path.with_name(path.name + ".tmp")
+    DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(
+        _Clips(refs, spec), chunksize=spec.eval_clips)
+    meta = {"keys": [r.key for r in refs], "clips_per_video": spec.eval_clips, "train": train}
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    tmp.rename(path)  # complete caches only: an interrupted write leaves a .tmp, rebuilt next time
+    return path
+
+
+def jitter_stored(clips: torch.Tensor, rng: np.random.Generator, *, short_min: int, short_max: int,
+                  crop: int, flip: bool) -> torch.Tensor:
+    """Training jitter on stored squares, uint8 (B, T, S, S, 3) -> uint8 (B, T, crop, crop, 3).
+
+    Equal to resizing the square to s x s and cropping, but resamples only the crop window."""
+    out = []
+    side = clips.shape[2]
+    for clip in clips:
+        p = sampling.train_spatial(rng, short_min=short_min, short_max=short_max, flip=flip)
+        window = crop * side / p.short_side  # the crop window in stored pixels
+        y0 = int(round(p.crop_y * (side - window)))
+        x0 = int(round(p.crop_x * (side - window)))
+        w = max(1, int(round(window)))
+        x = clip[:, y0:y0 + w, x0:x0 + w].permute(0, 3, 1, 2).float()  # (T, C, w, w)
+        x = F.interpolate(x, size=(crop, crop), mode="bilinear", align_corners=False, antialias=True)
+        x = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        out.append(x.flip(2) if p.flip else x)
+    return torch.stack(out)
+
+
+class FFCVLoader:
+    """Iterable of `Batch` from the clip cache (built on first use); same interface as PyAVLoader."""
+
+    def __init__(self, cfg, *, split: str, train: bool, rank: int = 0, world_size: int = 1,
+                 epoch: int = 0, num_workers: int | None = None):
+        from ffcv.reader import Reader
+
+        self.cfg, self.train, self.rank, self.world_size, self.epoch = cfg, train, rank, world_size, epoch
+        self.num_workers = max(1, cfg.num_workers if num_workers is None else num_workers)
+        self.path = cache_path(cfg, split, train)
+        if not self.path.exists():
+            write_cache(cfg, split=split, train=train, path=self.path, num_workers=self.num_workers)
+        meta = json.loads(self.path.with_suffix(".json").read_text())
+        self.keys, self.k = meta["keys"], meta["clips_per_video"]
+        stored = Reader(str(self.path)).metadata
+        video = np.asarray(stored["f2"]).reshape(-1, self.k)[:, 0]  # per stored video
+        self.corrupt = [self.keys[v] for v in np.flatnonzero(video < 0)]
+        self.videos = np.flatnonzero(video >= 0)  # stored videos that decoded
+        self.videos_per_batch = cfg.batch_size if train else max(1, cfg.eval_batch_size // cfg.eval_clips)
+        self.stats = LoadStats()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _plan(self) -> tuple[list[int], list[bool]]:
+        """Cache entries of this rank and epoch, in batch order, and which are real (not padding)."""
+        items = rank_items(len(self.videos), rank=self.rank, world_size=self.world_size,
+                           seed=self.cfg.seed, epoch=self.epoch, shuffle=self.train, pad=not self.train)
+        entries, valid = [], []
+        for item in items:
+            v = int(self.videos[item if item is not None else 0])
+            if self.train:  # one of the stored clips, chosen per (seed, epoch, video)
+                c = int(sampling.sample_rng(self.cfg.seed, self.epoch, v).integers(self.k))
+                entries.append(v * self.k + c)
+            else:
+                entries.extend(v * self.k + c for c in range(self.k))
+            valid.extend([item is not None] * (1 if self.train else self.k))
+        return entries, valid
+
+    def __len__(self) -> int:
+        n = len(rank_items(len(self.videos), rank=self.rank, world_size=self.world_size, seed=0,
+                           epoch=0, shuffle=False, pad=not self.train))
+        return len(batch_slices(n, self.videos_per_batch, drop_last=self.train))
+
+    def __iter__(self):
+        from ffcv.fields.decoders import IntDecoder, NDArrayDecoder
+        from ffcv.loader import Loader, OrderOption
+        from ffcv.transforms import ToTensor
+
+        entries, valid = self._plan()
+        clips_per_batch = self.videos_per_batch * (1 if self.train else self.k)
+        self.stats = LoadStats(num_corrupt=len(self.corrupt), corrupt_keys=list(self.corrupt))
+        if not entries:
+            return
+        loader = Loader(str(self.path), batch_size=clips_per_batch, num_workers=self.num_workers,
+                        order=OrderOption.SEQUENTIAL, indices=entries, drop_last=self.train,
+                        batches_ahead=self.cfg.prefetch,
+                        pipelines={"clip": [NDArrayDecoder(), ToTensor()],
+                                   "label": [IntDecoder(), ToTensor()],
+                                   "video": [IntDecoder(), ToTensor()],
+                                   "clip_index": [IntDecoder(), ToTensor()]})
+        rng = np.random.default_rng([self.cfg.seed, self.epoch, self.rank, 0xFFC7])
+        for b, (clips, label, video, clip_index) in enumerate(loader):
+            # ffcv reuses its output buffers for later batches: copy what outlives this step.
+            label, video, clip_index = (t.view(-1).long().clone() for t in (label, video, clip_index))
+            ok = torch.tensor(valid[b * clips_per_batch:b * clips_per_batch + len(clips)])
+            if self.train:
+                cfg = self.cfg
+                clips = jitter_stored(clips, rng, short_min=cfg.jitter_short_side_min,
+                                      short_max=cfg.jitter_short_side_max, crop=cfg.crop_size,
+                                      flip=cfg.flip)
+            self.stats.num_clips += len(clips)
+            yield Batch(normalize_uint8(clips), label,
+                        [self.keys[v] if o else "" for v, o in zip(video.tolist(), ok.tolist())],
+                        torch.where(ok, video, -1), clip_index, ok)
