@@ -17,7 +17,7 @@ HEADS = ("temporal", "channel")
 # the soft output of a freshly converted layer stays close to the static layer's output.
 INIT_FULL_VALUE = 0.7
 # FC2 weights start small so that the biases decide the initial gate values.
-INIT_FC2_STD = 1e-2
+INIT_FC2_STD = 1e-3
 
 
 @dataclass

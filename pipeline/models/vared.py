@@ -58,7 +58,8 @@ class VaredModel(nn.Module):
         self._static_macs: dict[tuple[int, ...], int] = {}
 
     def static_macs(self, input_shape: tuple[int, ...]) -> int:
-        """Per-clip MACs of the static backbone for one input of shape (C, T, H, W), cached."""
+        """Per-clip MACs of the static backbone for one input of shape (C, T, H, W), cached. The first
+        call per shape runs the backbone on the meta device (an enclosing FlopCounterMode sees it)."""
         key = tuple(input_shape)
         if key not in self._static_macs:
             self._static_macs[key] = static_macs(self.backbone, key)
