@@ -8,9 +8,9 @@ STAMP := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo bench constraints clean
+.PHONY: install install-ffcv test test-fast demo bench constraints clean
 
-install: $(STAMP)
+install: $(STAMP) install-ffcv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,20 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q torch==2.13.0 -c constraints.txt
 	$(PIP) install -q -c constraints.txt -e ".[dali,test]"
 	touch $(STAMP)
+
+# Optional FFCV clip cache (pipeline/data/ffcv_cache.py): needs libturbojpeg and OpenCV headers.
+# Never fails `make install`: without root / apt-get, or when the build fails, warn and go on
+# (the ffcv tests then skip).
+install-ffcv: $(STAMP)
+	@if $(PY) -c "import ffcv" 2>/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    libturbojpeg0-dev libopencv-dev pkg-config >/dev/null) || echo "warning: apt-get failed"; \
+	  $(PIP) install -q -c constraints.txt ffcv==1.0.2 \
+	    || echo "warning: ffcv did not build; the FFCV backend and its tests are unavailable"; \
+	else \
+	  echo "warning: not root or no apt-get: skipping ffcv (make install-ffcv as root to add it)"; \
+	fi
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -38,8 +38,12 @@ def _frame_rate(stream) -> Fraction:
     return Fraction(rate)
 
 
-def decode_frames(data: bytes, indices: Sequence[int], *, threads: int = 1) -> np.ndarray:
+def decode_frames(data: bytes, indices: Sequence[int], *, threads: int = 1,
+                  short_side: int | None = None) -> np.ndarray:
     """uint8 (T, H, W, 3) RGB frames at `indices` (any order, repeats allowed).
+
+    `short_side` resizes in the same swscale pass as the YUV -> RGB conversion (bilinear,
+    aspect kept, sampling.resized_size rounding), far cheaper than resizing RGB frames afterwards.
 
     Indices past the last decodable frame repeat the last frame (the edge-padding rule of
     sampling.py), which also covers a container whose frame count was over-reported.
@@ -52,10 +56,14 @@ def decode_frames(data: bytes, indices: Sequence[int], *, threads: int = 1) -> n
         fps = _frame_rate(stream)
         tb = stream.time_base
         start_pts = stream.start_time or 0
-        frames = _decode_from_seek(container, stream, wanted, fps, tb, start_pts)
+        size = None
+        if short_side is not None:
+            from pipeline.data.sampling import resized_size
+            size = resized_size(stream.codec_context.height, stream.codec_context.width, short_side)
+        frames = _decode_from_seek(container, stream, wanted, fps, tb, start_pts, size)
         if frames is None:  # the seek overshot (odd index): decode from the start instead
             container.seek(0, stream=stream, backward=True)
-            frames = _decode_from_seek(container, stream, wanted, fps, tb, start_pts, seek=False)
+            frames = _decode_from_seek(container, stream, wanted, fps, tb, start_pts, size, False)
     except av.FFmpegError as exc:
         raise CorruptVideo(str(exc)) from exc
     finally:
@@ -72,7 +80,7 @@ def _nearest_before(frames: dict[int, np.ndarray], index: int) -> np.ndarray:
     return frames[max(earlier)] if earlier else frames[min(frames)]
 
 
-def _decode_from_seek(container, stream, wanted, fps, tb, start_pts, seek=True):
+def _decode_from_seek(container, stream, wanted, fps, tb, start_pts, size, seek=True):
     first, last = wanted[0], wanted[-1]
     wanted_set = set(wanted)
     if seek and first > 0:
@@ -91,7 +99,11 @@ def _decode_from_seek(container, stream, wanted, fps, tb, start_pts, seek=True):
         if not out and index > first:
             return None
         if index in wanted_set:
-            out[index] = frame.to_ndarray(format="rgb24")
+            if size is None or (frame.height, frame.width) == size:
+                out[index] = frame.to_ndarray(format="rgb24")
+            else:
+                out[index] = frame.to_ndarray(format="rgb24", height=size[0], width=size[1],
+                                              interpolation="BILINEAR")
         if index >= last:
             break
     return out

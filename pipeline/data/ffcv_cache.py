@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pipeline.data import sampling
 from pipeline.data.contract import Batch, LoadStats, normalize_uint8
@@ -96,19 +95,20 @@ def jitter_stored(clips: torch.Tensor, rng: np.random.Generator, *, short_min: i
     """Training jitter on stored squares, uint8 (B, T, S, S, 3) -> uint8 (B, T, crop, crop, 3).
 
     Equal to resizing the square to s x s and cropping, but resamples only the crop window."""
-    out = []
+    import cv2
+
+    out = np.empty((clips.shape[0], clips.shape[1], crop, crop, 3), np.uint8)
     side = clips.shape[2]
-    for clip in clips:
+    for b, clip in enumerate(clips.numpy()):
         p = sampling.train_spatial(rng, short_min=short_min, short_max=short_max, flip=flip)
-        window = crop * side / p.short_side  # the crop window in stored pixels
-        y0 = int(round(p.crop_y * (side - window)))
-        x0 = int(round(p.crop_x * (side - window)))
-        w = max(1, int(round(window)))
-        x = clip[:, y0:y0 + w, x0:x0 + w].permute(0, 3, 1, 2).float()  # (T, C, w, w)
-        x = F.interpolate(x, size=(crop, crop), mode="bilinear", align_corners=False, antialias=True)
-        x = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        out.append(x.flip(2) if p.flip else x)
-    return torch.stack(out)
+        w = max(crop, int(round(crop * side / p.short_side)))  # the crop window in stored pixels
+        y0 = int(round(p.crop_y * (side - w)))
+        x0 = int(round(p.crop_x * (side - w)))
+        for t, frame in enumerate(clip[:, y0:y0 + w, x0:x0 + w]):
+            out[b, t] = cv2.resize(frame, (crop, crop), interpolation=cv2.INTER_AREA)
+        if p.flip:
+            out[b] = out[b, :, :, ::-1]
+    return torch.from_numpy(out)
 
 
 class FFCVLoader:
@@ -131,6 +131,7 @@ class FFCVLoader:
         self.videos = np.flatnonzero(video >= 0)  # stored videos that decoded
         self.videos_per_batch = cfg.batch_size if train else max(1, cfg.eval_batch_size // cfg.eval_clips)
         self.stats = LoadStats()
+        self._loader = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -165,13 +166,19 @@ class FFCVLoader:
         self.stats = LoadStats(num_corrupt=len(self.corrupt), corrupt_keys=list(self.corrupt))
         if not entries:
             return
-        loader = Loader(str(self.path), batch_size=clips_per_batch, num_workers=self.num_workers,
-                        order=OrderOption.SEQUENTIAL, indices=entries, drop_last=self.train,
-                        batches_ahead=self.cfg.prefetch,
-                        pipelines={"clip": [NDArrayDecoder(), ToTensor()],
-                                   "label": [IntDecoder(), ToTensor()],
-                                   "video": [IntDecoder(), ToTensor()],
-                                   "clip_index": [IntDecoder(), ToTensor()]})
+        if self._loader is None:  # built once: ffcv compiles its pipeline per Loader
+            self._loader = Loader(
+                str(self.path), batch_size=clips_per_batch, num_workers=self.num_workers,
+                order=OrderOption.SEQUENTIAL, indices=entries, drop_last=self.train,
+                batches_ahead=self.cfg.prefetch,
+                pipelines={"clip": [NDArrayDecoder(), ToTensor()], "label": [IntDecoder(), ToTensor()],
+                           "video": [IntDecoder(), ToTensor()],
+                           "clip_index": [IntDecoder(), ToTensor()]})
+        # This epoch's entries (same count every epoch); ffcv reads them through these attributes.
+        loader = self._loader
+        loader.indices = np.asarray(entries)
+        loader.traversal_order.indices = loader.indices
+        loader.first_traversal_order = loader.indices
         rng = np.random.default_rng([self.cfg.seed, self.epoch, self.rank, 0xFFC7])
         for b, (clips, label, video, clip_index) in enumerate(loader):
             # ffcv reuses its output buffers for later batches: copy what outlives this step.

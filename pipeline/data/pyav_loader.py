@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pipeline.data import sampling
 from pipeline.data.contract import Batch, LoadStats, normalize_uint8
@@ -68,24 +67,17 @@ def parse_label_nframes(fields: dict[str, bytes]) -> tuple[int, int | None]:
     return label, None
 
 
-def spatial_transform(frames: np.ndarray, params: sampling.SpatialParams, crop: int) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> uint8 (T, crop, crop, 3): resize short side, crop, flip."""
-    x = torch.from_numpy(frames)
-    height, width = x.shape[1:3]
-    out_h, out_w = sampling.resized_size(height, width, params.short_side)
-    if (out_h, out_w) != (height, width):
-        y = x.permute(0, 3, 1, 2).float()  # (T, C, H, W)
-        y = F.interpolate(y, size=(out_h, out_w), mode="bilinear", align_corners=False,
-                          antialias=True)
-        x = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    if out_h < crop or out_w < crop:
-        raise ValueError(f"resized frame {out_h}x{out_w} is smaller than crop_size={crop}")
-    y0 = sampling.crop_offset(out_h, crop, params.crop_y)
-    x0 = sampling.crop_offset(out_w, crop, params.crop_x)
-    x = x[:, y0:y0 + crop, x0:x0 + crop]
+def crop_flip(frames: np.ndarray, params: sampling.SpatialParams, crop: int) -> torch.Tensor:
+    """uint8 (T, H', W', 3) already resized to params.short_side -> uint8 (T, crop, crop, 3)."""
+    height, width = frames.shape[1:3]
+    if height < crop or width < crop:
+        raise ValueError(f"resized frame {height}x{width} is smaller than crop_size={crop}")
+    y0 = sampling.crop_offset(height, crop, params.crop_y)
+    x0 = sampling.crop_offset(width, crop, params.crop_x)
+    x = frames[:, y0:y0 + crop, x0:x0 + crop]
     if params.flip:
-        x = x.flip(2)
-    return x.contiguous()
+        x = x[:, :, ::-1]
+    return torch.from_numpy(np.ascontiguousarray(x))
 
 
 def video_clips(ref: SampleRef, spec: ClipSpec, epoch: int) -> tuple[list[torch.Tensor], int]:
@@ -106,8 +98,9 @@ def video_clips(ref: SampleRef, spec: ClipSpec, epoch: int) -> tuple[list[torch.
                                            spec.eval_clips).tolist()
         spatial = sampling.eval_spatial(spec.eval_short_side)
     indices = [sampling.clip_indices(s, nframes, spec.num_frames, spec.frame_stride) for s in starts]
-    frames = decode_frames(fields["mp4"], np.concatenate(indices))  # one pass for all K clips
-    frames = spatial_transform(frames, spatial, spec.crop_size)
+    # one decoding pass for all K clips, resized during the colour conversion
+    frames = decode_frames(fields["mp4"], np.concatenate(indices), short_side=spatial.short_side)
+    frames = crop_flip(frames, spatial, spec.crop_size)
     return list(frames.split(spec.num_frames)), label
 
 

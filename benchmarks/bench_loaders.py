@@ -1,0 +1,126 @@
+"""Loader throughput against the decode limit and a naive whole-video decode, on 10-second videos.
+
+    .venv/bin/python benchmarks/bench_loaders.py [--videos 24] [--workers 2] [--codec h264]
+
+(a) decode limit: PyAV decoding exactly the frames of one training clip per video, tight loop, one
+core; (b) naive: decode every frame of the video per clip (WebDataset's built-in video decoder does
+this). Backends run in training mode (one random clip of 16 frames at stride 2 per video, jitter);
+the PyAV backend with 0 workers is its per-core figure. DALI runs on CPU (VP9 only there) when no
+GPU is present, so it is measured on a VP9 copy of the videos with its own decode limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+
+import numpy as np
+
+from pipeline.config.data import DataConfig
+from pipeline.data import build_loader, sampling
+from pipeline.data.decode import decode_all, decode_frames
+from pipeline.data.sharding import index_split, read_fields
+from pipeline.data.synthetic import encode_video, sample_record, texture_video, write_shards
+
+
+def make_shards(root: str, split: str, codec: str, n: int, fps: int, seconds: int, gop: int,
+                size: tuple[int, int]) -> None:
+    frames = fps * seconds
+    samples = [sample_record(f"v{i:04d}", encode_video(texture_video(frames, *size, seed=i),
+                                                       codec=codec, fps=fps, gop=gop), i % 5, frames)
+               for i in range(n)]
+    write_shards(root, split, samples, per_shard=8)
+
+
+def clips_per_s(fn, clips: int) -> float:
+    t = time.perf_counter()
+    fn()
+    return clips / (time.perf_counter() - t)
+
+
+def decode_loop(cfg: DataConfig, split: str, naive: bool, epochs: int) -> float:
+    refs = index_split(cfg.root, split)
+    blobs = [(read_fields(r, ("mp4",))["mp4"], r) for r in refs]
+    decode = decode_all if naive else decode_frames
+
+    def run():
+        for epoch in range(epochs):
+            for data, ref in blobs:
+                n = cfg_frames[ref.key]
+                rng = sampling.sample_rng(cfg.seed, epoch, ref.video_index)
+                start = sampling.train_clip_start(n, cfg.num_frames, cfg.frame_stride, rng)
+                decode(data, sampling.clip_indices(start, n, cfg.num_frames, cfg.frame_stride))
+
+    cfg_frames = {r.key: 250 for r in refs}
+    return clips_per_s(run, epochs * len(blobs))
+
+
+def loader_rate(cfg: DataConfig, split: str, epochs: int, **kw) -> float:
+    loader = build_loader(cfg, split=split, train=True, **kw)
+    for _ in loader:  # one whole warm-up epoch (FFCV compiles, DALI builds) outside the timing
+        pass
+
+    def run():
+        for epoch in range(epochs):
+            loader.set_epoch(epoch + 1)
+            for _ in loader:
+                pass
+
+    return clips_per_s(run, epochs * len(loader) * cfg.batch_size)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--videos", type=int, default=24)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--gop", type=int, default=16)
+    ap.add_argument("--height", type=int, default=160)
+    ap.add_argument("--width", type=int, default=208)
+    ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "dali", "ffcv"])
+    args = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="bench_loaders_")
+    t = time.perf_counter()
+    make_shards(root, "h264", "h264", args.videos, 25, 10, args.gop, (args.height, args.width))
+    if "dali" not in args.skip:
+        make_shards(root, "vp9", "vp9", args.videos, 25, 10, args.gop, (args.height, args.width))
+    print(f"wrote {args.videos} x 10 s videos ({args.height}x{args.width}, 25 fps, gop {args.gop}) "
+          f"in {time.perf_counter() - t:.0f}s under {root}")
+    cfg = DataConfig(root=root, batch_size=8, num_workers=0, ffcv_cache=f"{root}/ffcv")
+    rows = {}
+    limit = rows["decode limit (1 core)"] = decode_loop(cfg, "h264", naive=False, epochs=args.epochs)
+    if "naive" not in args.skip:
+        rows["naive whole-video decode (1 core)"] = decode_loop(cfg, "h264", True, 1)
+    cpu1 = rows["pyav backend, 0 workers (1 core)"] = loader_rate(cfg, "h264", args.epochs)
+    cpu_n = rows[f"pyav backend, {args.workers} workers"] = loader_rate(
+        dataclasses.replace(cfg, num_workers=args.workers), "h264", args.epochs)
+    if "ffcv" not in args.skip:
+        t = time.perf_counter()
+        ffcv_cfg = dataclasses.replace(cfg, backend="ffcv", num_workers=args.workers)
+        build_loader(ffcv_cfg, split="h264", train=True)
+        print(f"ffcv cache written in {time.perf_counter() - t:.1f}s")
+        rows[f"ffcv cache, {args.workers} workers"] = loader_rate(ffcv_cfg, "h264", 5 * args.epochs)
+    if "dali" not in args.skip:
+        rows["decode limit VP9 (1 core)"] = decode_loop(cfg, "vp9", naive=False, epochs=args.epochs)
+        rows[f"dali backend CPU decode VP9, {args.workers} threads"] = loader_rate(
+            dataclasses.replace(cfg, backend="dali", num_workers=args.workers), "vp9", args.epochs)
+    print(f"\n{'':45s} {'clips/s':>9s}")
+    for name, rate in rows.items():
+        print(f"{name:45s} {rate:9.1f}")
+    print(f"\npyav backend per core / decode limit: {cpu1 / limit:.2f}  (target >= 0.9)")
+    if "naive" not in args.skip:
+        print(f"pyav backend per core / naive:        {cpu1 / rows['naive whole-video decode (1 core)']:.2f}"
+              "  (target >= 3)")
+    print(f"pyav backend {args.workers} workers / decode limit: {cpu_n / limit:.2f}")
+    if "ffcv" not in args.skip:
+        ffcv = rows[f"ffcv cache, {args.workers} workers"]
+        print(f"ffcv / pyav backend (same workers):   {ffcv / cpu_n:.1f}  (target >= 10)")
+    if "dali" not in args.skip:
+        print(f"dali CPU VP9 / VP9 decode limit:      "
+              f"{rows[f'dali backend CPU decode VP9, {args.workers} threads'] / rows['decode limit VP9 (1 core)']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
