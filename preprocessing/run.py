@@ -100,6 +100,8 @@ def finished_stats(task: ShardTask) -> dict | None:
         return None
     if stats.get("fingerprint") != task.fingerprint():
         return None
+    if not stats["tar"] and paths["tar"].exists():  # an empty shard leaves no tar behind
+        return None
     if stats["tar"]:
         for ext, size_key in (("tar", "tar_bytes"), ("idx", "idx_bytes")):
             if not paths[ext].is_file() or paths[ext].stat().st_size != stats[size_key]:

@@ -69,9 +69,12 @@ def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
 def encoder_options(s: TranscodeSettings) -> dict[str, str]:
     """Encoder options, shared with the benchmark's plain PyAV loop so both pay the same encode."""
     k = s.keyframe_interval
-    if s.codec == "h264":  # no B-frames: no edit lists, exact frame counts, cheap seeking
+    # h264: no B-frames (no edit lists, exact frame counts, cheap seeking); mbtree off because
+    # x264's macroblock-tree pass was seen to give other bytes from run to run on identical input.
+    if s.codec == "h264":
         return {"threads": "1", "preset": s.preset, "crf": str(s.crf), "tune": "fastdecode",
-                "x264-params": f"keyint={k}:min-keyint={k}:scenecut=0:bframes=0"}
+                "x264-params": f"threads=1:lookahead-threads=1:keyint={k}:min-keyint={k}:"
+                               f"scenecut=0:bframes=0:mbtree=0"}
     if s.codec == "vp9":
         return {"threads": "1", "row-mt": "0", "crf": str(s.crf), "b": "0", "deadline": "realtime",
                 "cpu-used": "8", "lag-in-frames": "0", "keyint_min": str(k)}
@@ -135,6 +138,7 @@ def _encode(frames: list, s: TranscodeSettings) -> bytes:
         for i, frame in enumerate(frames):
             frame.pts = i
             frame.time_base = 1 / rate
+            frame.pict_type = 0  # decoded I/P types would force the encoder's frame types
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
