@@ -12,6 +12,7 @@ import sys
 
 # Subcommand name -> module under jobs.commands. A literal dict: grep finds what each one runs.
 COMMANDS: dict[str, str] = {
+    "demo": "jobs.commands.demo",
     "config": "jobs.commands.config",
     "preprocess": "jobs.commands.preprocess",
     "make-demo-data": "jobs.commands.make_demo_data",

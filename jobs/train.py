@@ -58,10 +58,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     model = build_model(cfg.model)
     if cfg.train.init_from:
+        # A static model's checkpoint: its backbone weights; gates and cheap ops start fresh.
         state = load_checkpoint(cfg.train.init_from)
-        missing = model.load_static_state_dict(state["model"])
+        prefix = "backbone."
+        model.load_backbone_state_dict({k[len(prefix):]: v for k, v in state["model"].items()
+                                        if k.startswith(prefix)})
         if rank == 0:
-            print(f"initialised from {cfg.train.init_from} ({len(missing)} new VA-RED² parameters)")
+            print(f"initialised the backbone from {cfg.train.init_from}")
     if cfg.train.sync_bn and world > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = ray.train.torch.prepare_model(model)
@@ -72,16 +75,18 @@ def train_loop_per_worker(loop_config: dict) -> None:
         with checkpoint.as_directory() as directory:
             resume = load_checkpoint(directory)
 
+    device_id = ctx.get_local_rank() if cfg.runtime.use_gpu else None  # DALI decodes on it
+
     def train_batches(epoch: int):
         return build_loader(cfg.data, split=cfg.data.train_split, train=True, rank=rank,
-                            world_size=world, epoch=epoch)
+                            world_size=world, epoch=epoch, device_id=device_id)
 
     steps = len(train_batches(0))
 
     def evaluate_fn(m, epoch):
         if rank != 0 or (epoch + 1) % cfg.train.eval_every and epoch + 1 != cfg.train.epochs:
             return None
-        loader = build_loader(cfg.data, split=cfg.data.val_split, train=False)
+        loader = build_loader(cfg.data, split=cfg.data.val_split, train=False, device_id=device_id)
         return evaluate(unwrap(m), loader, num_clips=cfg.data.eval_clips, device=device)
 
     storage = Path(loop_config["storage"])

@@ -1,0 +1,129 @@
+"""The training step and epoch loop on the debug preset: learning, gates, lambda_e, exact resume."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from pipeline.config import apply_overrides, get_preset
+from pipeline.models import build_model
+from pipeline.train.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.train.loop import train_epochs
+from pipeline.train.optim import build_optimizer, lambda_e_at
+from pipeline.train.step import train_step
+
+
+def debug_cfg(*overrides):
+    return apply_overrides(get_preset("debug"), ["model.num_classes=2", *overrides])
+
+
+def learnable_clips(n: int, cfg, seed: int):
+    """Class 0: static noise clip; class 1: the same noise moving in time. (B, C, T, H, W)."""
+    g = torch.Generator().manual_seed(seed)
+    t, s = cfg.data.num_frames, cfg.data.crop_size
+    base = torch.randn(n, 3, 1, s, s, generator=g).repeat(1, 1, t, 1, 1)
+    labels = torch.arange(n) % 2
+    for i in range(n):
+        if labels[i] == 1:
+            for k in range(t):
+                base[i, :, k] = torch.roll(base[i, :, k], shifts=3 * k, dims=-1)
+    return base, labels
+
+
+def batches_for(cfg, num_batches: int):
+    def train_batches(epoch: int):
+        for b in range(num_batches):
+            yield learnable_clips(cfg.data.batch_size, cfg, seed=1000 * epoch + b)
+    return train_batches
+
+
+def test_loss_decreases_on_the_debug_preset():
+    cfg = debug_cfg("train.lambda_e=0.0", "train.lr=0.003")
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    opt = build_optimizer(model, cfg.train)
+    clips, labels = learnable_clips(8, cfg, seed=0)
+    first = train_step(model, clips, labels, opt, lambda_e=0.0).loss
+    for _ in range(15):
+        last = train_step(model, clips, labels, opt, lambda_e=0.0).loss
+    assert last < 0.7 * first
+
+
+def test_gates_and_cheap_ops_receive_gradients_in_a_train_step():
+    cfg = debug_cfg()
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    opt = build_optimizer(model, cfg.train)
+    clips, labels = learnable_clips(4, cfg, seed=0)
+    train_step(model, clips, labels, opt, lambda_e=1.0)
+    names = [n for n, p in model.named_parameters() if ".gate." in n or "cheap" in n]
+    assert names, "the debug model has no gates"
+    for name, param in model.named_parameters():
+        if name in names:
+            assert param.grad is not None and torch.isfinite(param.grad).all(), name
+
+
+def _gflops_after_training(lambda_e: float) -> float:
+    cfg = debug_cfg("train.lr=0.01", f"train.lambda_e={lambda_e}")
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    opt = build_optimizer(model, cfg.train)
+    clips, labels = learnable_clips(8, cfg, seed=0)
+    for _ in range(20):
+        result = train_step(model, clips, labels, opt, lambda_e=lambda_e)
+    return result.macs_sum / result.count
+
+
+def test_lambda_e_zero_leaves_cost_free_to_stay_high():
+    cfg = debug_cfg()
+    torch.manual_seed(0)
+    full = float(build_model(cfg.model).eval().forward(learnable_clips(2, cfg, 0)[0]).macs.max())
+    free = _gflops_after_training(0.0)
+    pushed = _gflops_after_training(20.0)
+    assert free > 0.9 * full  # nothing pushes the gates away from full compute
+    assert pushed < free  # the efficiency loss does
+
+
+def test_lambda_e_warm_up_ramps_linearly():
+    tcfg = dataclasses.replace(get_preset("debug").train, lambda_e=2.0, lambda_e_warmup_epochs=2)
+    assert lambda_e_at(tcfg, 0) == 0.0
+    assert lambda_e_at(tcfg, 1) == pytest.approx(1.0)
+    assert lambda_e_at(tcfg, 5) == pytest.approx(2.0)
+
+
+class Stopped(Exception):
+    pass
+
+
+def _run(cfg, tmp_path, resume=None, logs=None, stop_after=None):
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+
+    def on_epoch_end(report):
+        save_checkpoint(tmp_path / f"epoch{report.epoch}", model=report.model,
+                        optimizer=report.optimizer, scheduler=report.scheduler, epoch=report.epoch,
+                        step=report.step, config={}, metrics=report.metrics)
+        if report.epoch == stop_after:
+            raise Stopped  # the job is killed right after its checkpoint
+
+    metrics = train_epochs(cfg, model=model, train_batches=batches_for(cfg, 3), steps_per_epoch=3,
+                           on_epoch_end=on_epoch_end, resume_state=resume,
+                           log=(logs.append if logs is not None else lambda s: None))
+    return model, metrics
+
+
+def test_resume_continues_from_the_saved_epoch_and_matches_an_uninterrupted_run(tmp_path):
+    cfg = debug_cfg("train.epochs=3", "train.lambda_e=0.5")
+    straight, straight_metrics = _run(cfg, tmp_path / "a")
+    # Stop after the first epoch, then resume the 3-epoch run from that checkpoint.
+    with pytest.raises(Stopped):
+        _run(cfg, tmp_path / "b", stop_after=0)
+    state = load_checkpoint(tmp_path / "b" / "epoch0")
+    assert state["epoch"] == 0 and state["step"] == 3
+    logs: list[str] = []
+    resumed, resumed_metrics = _run(cfg, tmp_path / "b", resume=state, logs=logs)
+    assert any("resuming from epoch 1" in line for line in logs)
+    assert not any(line.startswith("epoch 1/") for line in logs)  # epoch 1 was not redone
+    assert resumed_metrics["step"] == straight_metrics["step"] == 9
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
