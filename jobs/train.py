@@ -67,7 +67,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
             print(f"initialised the backbone from {cfg.train.init_from}")
     if cfg.train.sync_bn and world > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model = ray.train.torch.prepare_model(model)
+    # Temporal cheap ops of layers whose T_out is smaller than R get no gradient at that input
+    # size (R is clamped), so DDP must look for unused parameters in dynamic models.
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={
+        "find_unused_parameters": cfg.model.dynamic != "none"})
 
     resume = None
     checkpoint = ray.train.get_checkpoint()
@@ -89,7 +92,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         loader = build_loader(cfg.data, split=cfg.data.val_split, train=False, device_id=device_id)
         return evaluate(unwrap(m), loader, num_clips=cfg.data.eval_clips, device=device)
 
-    storage = Path(loop_config["storage"])
+    storage = Path(cfg.runtime.storage_path)
 
     def on_epoch_end(report):
         if rank == 0:
@@ -109,14 +112,38 @@ def train_loop_per_worker(loop_config: dict) -> None:
                  device=device, rank=rank)
 
 
+def _absolute(path: str) -> str:
+    return path if not path or "://" in path else str(Path(path).resolve())
+
+
+def pin_paths(cfg: Config) -> Config:
+    """Workers run in another directory (or on another node): make every path absolute and pin
+    the tracking store before the config leaves the driver."""
+    return dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, root=_absolute(cfg.data.root),
+                                 ffcv_cache=_absolute(cfg.data.ffcv_cache)),
+        train=dataclasses.replace(cfg.train, init_from=_absolute(cfg.train.init_from)),
+        runtime=dataclasses.replace(cfg.runtime, storage_path=_absolute(cfg.runtime.storage_path),
+                                    tracking_uri=tracking.tracking_uri(cfg)))
+
+
+def check_inputs(cfg: Config) -> None:
+    """Fail on the driver, before any worker starts, when the data or init checkpoint is missing."""
+    from pipeline.data.sharding import find_shards
+
+    for split in (cfg.data.train_split, cfg.data.val_split):
+        find_shards(cfg.data.root, split)  # ValueError naming the folder and the expected names
+    if cfg.train.init_from and "://" not in cfg.train.init_from and not Path(cfg.train.init_from).exists():
+        raise ValueError(f"train.init_from={cfg.train.init_from!r}: no such checkpoint")
+
+
 def fit(cfg: Config, *, run_id: str | None = None) -> dict:
     """Run the TorchTrainer; returns {"run_id", "checkpoint" (local dir), "metrics", "storage"}."""
+    cfg = pin_paths(cfg)
+    check_inputs(cfg)
     init_ray(cfg)
-    storage = Path(cfg.runtime.storage_path).resolve() if "://" not in cfg.runtime.storage_path \
-        else cfg.runtime.storage_path
-    # Workers may run in another directory (or node): pin the tracking store and paths now.
-    cfg = dataclasses.replace(cfg, runtime=dataclasses.replace(
-        cfg.runtime, tracking_uri=tracking.tracking_uri(cfg)))
+    storage = cfg.runtime.storage_path
     name = run_name(cfg)
     if run_id is None:
         run_id = tracking.find_run(cfg, name) if _resuming(storage, name) else None
@@ -124,13 +151,13 @@ def fit(cfg: Config, *, run_id: str | None = None) -> dict:
     print(f"MLflow run {run_id} ({tracking.tracking_uri(cfg)}), storage {storage}/{name}")
     trainer = ray.train.torch.TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": to_dict(cfg), "run_id": run_id, "storage": str(storage)},
+        train_loop_config={"config": to_dict(cfg), "run_id": run_id},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.runtime.num_workers, use_gpu=cfg.runtime.use_gpu,
             resources_per_worker={"CPU": cfg.runtime.cpus_per_worker,
                                   **({"GPU": 1} if cfg.runtime.use_gpu else {})}),
         run_config=ray.train.RunConfig(
-            name=name, storage_path=str(storage),
+            name=name, storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=cfg.runtime.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
     )
@@ -144,8 +171,8 @@ def fit(cfg: Config, *, run_id: str | None = None) -> dict:
             "storage": f"{storage}/{name}", "config": cfg}
 
 
-def _resuming(storage, name: str) -> bool:
-    return isinstance(storage, Path) and (storage / name).exists()
+def _resuming(storage: str, name: str) -> bool:
+    return "://" not in storage and (Path(storage) / name).exists()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,14 +182,14 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.preset, args.overrides)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     from jobs.evaluate import finish_run
 
-    out = fit(cfg)
+    try:
+        cfg = load_config(args.preset, args.overrides)
+        out = fit(cfg)
+    except ValueError as err:  # bad preset, key, value or missing data: say so and stop
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     finish_run(out["config"], out["run_id"], out["checkpoint"])
     print(f"done: MLflow run {out['run_id']}, checkpoints in {out['storage']}")
     return 0
