@@ -104,6 +104,15 @@ def _resampled_frames(container, stream, fps: float, short_side: int):
     stream.codec_context.thread_count = 1
     out_i, prev, start, size = 0, None, None, None
     step = 1.0 / fps
+    resized = None  # `prev` resized, made only when a tick needs it (dropped frames cost nothing)
+
+    def emit():
+        nonlocal resized
+        if resized is None:
+            resized = prev.reformat(width=size[0], height=size[1], format="yuv420p",
+                                    interpolation="BILINEAR")
+        return resized
+
     for frame in container.decode(stream):
         if frame.pts is None or frame.time is None:
             continue
@@ -112,17 +121,15 @@ def _resampled_frames(container, stream, fps: float, short_side: int):
             size = output_size(frame.width, frame.height, short_side)
         t = frame.time - start
         while prev is not None and out_i * step < t - 1e-6:
-            yield prev, out_i
+            yield emit(), out_i
             out_i += 1
-        prev = frame.reformat(width=size[0], height=size[1], format="yuv420p",
-                              interpolation="BILINEAR")
-        last_t = t
+        prev, resized, last_t = frame, None, t
     if prev is None:
         raise VideoError("corrupt", "no decodable video frames")
     rate = float(stream.average_rate or fps)
     end = last_t + 1.0 / rate
     while out_i * step < end - 1e-6:
-        yield prev, out_i
+        yield emit(), out_i
         out_i += 1
 
 

@@ -157,3 +157,28 @@ def test_shards_are_cut_by_source_bytes(broken_dataset, tmp_path):
     tasks = prepare(cfg).tasks
     assert all(len(t.rows) == 1 or sum(r.src_bytes for r in t.rows) <= 1024 for t in tasks)
     assert len(tasks) == sum(len(t.rows) for t in tasks)  # every source is over 1 KiB here
+
+
+def test_non_ascii_and_quoted_labels_survive_into_shards(broken_dataset, tmp_path):
+    import csv
+
+    import webdataset as wds
+
+    good = sorted(broken_dataset["videos"].rglob("good-*.mp4"))
+    labels = ["tanzen \u00fc", '"quoted, label"', "\u8df3\u821e", "tanzen \u00fc"]
+    with open(tmp_path / "in.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label"])
+        w.writerows([str(p), label] for p, label in zip(good, labels))
+    cfg = config_for(broken_dataset, tmp_path / "out", format="csv",
+                     annotations=str(tmp_path / "in.csv"), videos="")
+    summary = preprocess(cfg)
+    classes = (tmp_path / "out" / "classes.txt").read_text(encoding="utf-8").splitlines()
+    assert classes == sorted(set(labels)) and summary["num_ok"] == 4
+    names = set()
+    for s in wds.WebDataset([str(tmp_path / "out" / n) for n in summary["shards"]],
+                            shardshuffle=False, empty_check=False):
+        meta = json.loads(s["json"].decode("utf-8"))
+        assert classes[int(s["cls"])] == meta["label_name"]
+        names.add(meta["label_name"])
+    assert names == set(labels)
