@@ -138,8 +138,11 @@ def check_inputs(cfg: Config) -> None:
         raise ValueError(f"train.init_from={cfg.train.init_from!r}: no such checkpoint")
 
 
-def fit(cfg: Config, *, run_id: str | None = None) -> dict:
-    """Run the TorchTrainer; returns {"run_id", "checkpoint" (local dir), "metrics", "storage"}."""
+def fit(cfg: Config, *, run_id: str | None = None, parent_run_id: str | None = None,
+        callbacks: list | None = None, tags: dict[str, str] | None = None) -> dict:
+    """Run the TorchTrainer; returns {"run_id", "checkpoint" (local dir), "metrics", "storage",
+    "config"}. `callbacks` go to the RunConfig (Tune passes its TuneReportCallback there);
+    `parent_run_id` nests the MLflow run under a sweep's parent run."""
     cfg = pin_paths(cfg)
     check_inputs(cfg)
     init_ray(cfg)
@@ -147,7 +150,9 @@ def fit(cfg: Config, *, run_id: str | None = None) -> dict:
     name = run_name(cfg)
     if run_id is None:
         run_id = tracking.find_run(cfg, name) if _resuming(storage, name) else None
-        run_id = run_id or tracking.start_run(cfg, run_name=name, tags={"vared2.stage": cfg.model.dynamic})
+        run_id = run_id or tracking.start_run(
+            cfg, run_name=name, parent_run_id=parent_run_id,
+            tags={"vared2.dynamic": cfg.model.dynamic, **(tags or {})})
     print(f"MLflow run {run_id} ({tracking.tracking_uri(cfg)}), storage {storage}/{name}")
     trainer = ray.train.torch.TorchTrainer(
         train_loop_per_worker,
@@ -159,7 +164,8 @@ def fit(cfg: Config, *, run_id: str | None = None) -> dict:
         run_config=ray.train.RunConfig(
             name=name, storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=cfg.runtime.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks or None),
     )
     result = trainer.fit()
     if result.error is not None:
