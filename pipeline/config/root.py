@@ -10,6 +10,7 @@ from pipeline.config.model import ModelConfig
 from pipeline.config.preprocess import PreprocessConfig
 from pipeline.config.runtime import RuntimeConfig
 from pipeline.config.train import TrainConfig
+from pipeline.config.tune import TuneConfig
 
 
 @dataclass(frozen=True)
@@ -22,3 +23,4 @@ class Config(Section):
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)

@@ -1,0 +1,52 @@
+"""Config of a Ray Tune sweep over the VA-RED² trade-off (lambda_e, search-space size S, any key).
+
+`scheduler=asha` stops weak trials early on one objective (validation accuracy); `search=optuna`
+is a multi-objective search (accuracy up, GFLOPs down), which runs every trial to the end, so it
+goes with `scheduler=none`. The default search space is lambda_e log-uniform in
+[lambda_e_min, lambda_e_max] and S in `search_spaces`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pipeline.config.base import Section
+
+Scheduler = Literal["asha", "none"]
+Search = Literal["random", "optuna"]
+Objective = Literal["clip_top1", "video_top1"]
+
+
+@dataclass(frozen=True)
+class TuneConfig(Section):
+    NAME = "tune"
+
+    num_samples: int = 4  # trials drawn from the space (each grid point is repeated this often)
+    scheduler: Scheduler = "asha"
+    search: Search = "random"  # "random" also expands grid axes; "optuna" = multi-objective TPE
+    objective: Objective = "clip_top1"  # the accuracy of the front (and ASHA's metric, on val)
+    grace_period: int = 1  # ASHA: epochs before a trial can be stopped
+    reduction_factor: int = 2  # ASHA: keep the top 1/reduction_factor at each rung
+    max_concurrent: int = 0  # 0 = as many trials as the cluster's CPUs/GPUs hold
+    max_trial_failures: int = 2  # a failed trial restarts (its TorchTrainer resumes) this often
+    gflops_budget: float = 0.0  # champion = most accurate within this GFLOPs avg (0 = no limit)
+    lambda_e_min: float = 0.01
+    lambda_e_max: float = 10.0
+    search_spaces: tuple[int, ...] = (2, 3, 4)
+    static_baseline: bool = True  # train a static model beside the sweep (alias static-baseline)
+    seed: int = 0
+
+    def validate(self) -> None:
+        self._require(self.num_samples >= 1, "num_samples", "must be at least 1")
+        self._require(self.grace_period >= 1, "grace_period", "must be at least 1")
+        self._require(self.reduction_factor >= 2, "reduction_factor", "must be at least 2")
+        self._require(self.max_concurrent >= 0, "max_concurrent", "must be 0 (auto) or more")
+        self._require(self.max_trial_failures >= 0, "max_trial_failures", "must be 0 or more")
+        self._require(self.gflops_budget >= 0, "gflops_budget", "must be 0 (no limit) or positive")
+        self._require(self.lambda_e_min > 0, "lambda_e_min", "must be positive (log-uniform)")
+        self._require(self.lambda_e_max > 0, "lambda_e_max", "must be positive (log-uniform)")
+        self._require(bool(self.search_spaces) and set(self.search_spaces) <= {2, 3, 4},
+                      "search_spaces", "choose from 2, 3, 4")
+        # Cross-field checks (optuna needs scheduler=none, min <= max) live in jobs/tune.py: dotted
+        # overrides are applied one at a time, and each intermediate config must validate.
