@@ -112,20 +112,26 @@ def main() -> int:
 
         floor_transcode(files[0], config(""))  # warm-up (imports, codec init)
         # Alternating repeats, best of each: other processes on the machine only ever slow a run.
-        floor_times, serial_times = [], []
+        floor_times, serial_times, floor_cpu, serial_cpu = [], [], [], []
         for rep in range(args.repeats):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for f in files:
                 floor_transcode(f, config(""))
             floor_times.append(time.perf_counter() - t)
+            floor_cpu.append(time.process_time() - c)
             out = root / f"serial{rep}"
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             summary = preprocess(config(str(out)))
             serial_times.append(time.perf_counter() - t)
+            serial_cpu.append(time.process_time() - c)
             assert summary["num_ok"] == len(files), summary["status"]
             shutil.rmtree(out)
         floor = len(files) / min(floor_times)
         serial = len(files) / min(serial_times)
+        # Videos per CPU-second: what one core sustains, insensitive to other load on the machine.
+        cpu_note = (f"Per CPU-second of the process (robust to other load): floor "
+                    f"{len(files) / min(floor_cpu):.2f}, sharder {len(files) / min(serial_cpu):.2f} "
+                    f"videos/s -> ratio {min(floor_cpu) / min(serial_cpu):.2f}.")
         rows = [("plain PyAV loop (floor), 1 process", 1, floor),
                 ("sharder, 1 process (`preprocess`)", 1, serial)]
 
@@ -137,14 +143,19 @@ def main() -> int:
             ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
             try:
-                best = {}
+                best, best_cpu = {}, {}
                 for rep in range(args.repeats):
                     for workers in sorted({1, args.workers}):
                         out = root / f"ray{workers}-{rep}"
                         t = time.perf_counter()
-                        run_preprocess(config(str(out)), num_workers=workers, show_progress=False)
+                        result = run_preprocess(config(str(out)), num_workers=workers,
+                                                show_progress=False)
                         best[workers] = min(best.get(workers, 1e9), time.perf_counter() - t)
+                        best_cpu[workers] = min(best_cpu.get(workers, 1e9), result["task_cpu_s"])
                         shutil.rmtree(out)
+                cpu_note += " Ray tasks, per task CPU-second: " + ", ".join(
+                    f"{w} worker(s) {len(files) / c:.2f} ({min(floor_cpu) / c:.2f} of floor)"
+                    for w, c in sorted(best_cpu.items())) + "."
                 for workers, seconds in sorted(best.items()):
                     rows.append((f"sharder on Ray, {workers} worker(s)", workers, len(files) / seconds))
             finally:
@@ -160,7 +171,9 @@ def main() -> int:
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"PyAV {av.__version__}.  ",
         f"Sources: {args.videos} H.264 videos {args.size}x{args.size} at {args.src_fps:g} fps, "
-        f"{args.seconds:g} s; output {args.codec}, short side {args.short_side}, 15 fps.",
+        f"{args.seconds:g} s; output {args.codec}, short side {args.short_side}, 15 fps. "
+        f"Best of {args.repeats} alternating repeats; load average at the end "
+        f"{os.getloadavg()[0]:.1f}.",
         "",
         "| run | cores | videos/s | videos/s per core | per core vs floor |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -168,6 +181,7 @@ def main() -> int:
     for name, cores, rate in rows:
         lines.append(f"| {name} | {cores} | {rate:.2f} | {rate / cores:.2f} | "
                      f"{rate / cores / floor:.2f} |")
+    lines += ["", cpu_note]
     ray_rows = [r for r in rows if r[0].startswith("sharder on Ray")]
     if len(ray_rows) == 2:
         lines.append("")
