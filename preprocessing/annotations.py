@@ -93,7 +93,8 @@ def read_kinetics(csv_path: str | os.PathLike, videos_dir: str | os.PathLike, sp
         stem = kinetics_stem(youtube_id, row[col["time_start"]], row[col["time_end"]])
         if keep_ids is not None and youtube_id not in keep_ids and stem not in keep_ids:
             continue
-        out.append(VideoRow(source_id=stem, label=label, path=files.get(stem)))
+        # Some downloaders name files by the bare YouTube id; the id stays the Kinetics stem.
+        out.append(VideoRow(source_id=stem, label=label, path=files.get(stem, files.get(youtube_id))))
     return out, sorted(labels)
 
 

@@ -25,13 +25,14 @@ def test_kinetics_csv_with_quoted_fields_and_non_ascii_labels(tmp_path):
     (videos / "tanzen \u00fc").mkdir(parents=True)
     (videos / "-Qhiiw9yJvc_000825_000835.mp4").write_bytes(b"x")  # flat
     (videos / "tanzen \u00fc" / "abc_DEF-123_000000_000010.mp4").write_bytes(b"x")  # per class
+    (videos / "qqq.mkv").write_bytes(b"x")  # named by the bare YouTube id, another container
     rows, classes = read_kinetics(tmp_path / "k.csv", videos, split="train")
     assert classes == sorted(LABELS)  # the whole CSV, so train and val share the list
     assert [r.label for r in rows] == LABELS[:3]
     assert rows[0].source_id == "-Qhiiw9yJvc_000825_000835" and rows[0].path.endswith(".mp4")
     assert rows[1].path is not None and rows[2].path is None  # zzz is missing
     val, _ = read_kinetics(tmp_path / "k.csv", videos, split="validate")  # K400 `validate` == val
-    assert [r.label for r in val] == ['say "hi"']
+    assert [r.label for r in val] == ['say "hi"'] and val[0].path.endswith("qqq.mkv")
 
 
 def test_kinetics_rejects_a_csv_without_its_columns(tmp_path):
