@@ -54,6 +54,11 @@ def index_videos(videos_dir: str | os.PathLike) -> dict[str, str]:
     return found
 
 
+def _split_name(split: str) -> str:
+    """K400's validate.csv writes `val`, other releases `validate`: one name for both."""
+    return {"validate": "val", "validation": "val"}.get(split, split)
+
+
 def kinetics_stem(youtube_id: str, start: str, end: str) -> str:
     """`{youtube_id}_{time_start:06d}_{time_end:06d}`, the naming of the Kinetics downloaders."""
     try:
@@ -87,7 +92,7 @@ def read_kinetics(csv_path: str | os.PathLike, videos_dir: str | os.PathLike, sp
         labels.add(label)
         if split is not None and "split" in col:
             row_split = row[col["split"]].strip()
-            if {"validate": "val"}.get(row_split, row_split) != {"validate": "val"}.get(split, split):
+            if _split_name(row_split) != _split_name(split):
                 continue
         youtube_id = row[col["youtube_id"]].strip()
         stem = kinetics_stem(youtube_id, row[col["time_start"]], row[col["time_end"]])
