@@ -94,6 +94,10 @@ start() {
   echo "export RAY_ADDRESS=http://127.0.0.1:$DASHBOARD_PORT RAY_AUTH_MODE=$RAY_AUTH_MODE"
 }
 
+is_our_head() {  # guards against a stale pid file whose pid now belongs to something else
+  tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q "ray start --head --block"
+}
+
 stop() {
   if ! [[ -f "$PIDFILE" ]]; then
     echo "no head started by this script (no $PIDFILE)"
@@ -101,17 +105,19 @@ stop() {
   fi
   local pid
   pid="$(cat "$PIDFILE")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if kill -0 "$pid" 2>/dev/null && is_our_head "$pid"; then
     kill -TERM "$pid"  # `ray start --block` shuts its node's processes down on SIGTERM
     for _ in $(seq 1 30); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 1
     done
+    # Still there: the head's own process group (it is the group leader, see setsid above).
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
+    echo "stopped the Ray head (pid $pid)"
+  else
+    echo "the head (pid $pid) had already exited"
   fi
-  # Anything left in the head's own process group (it is the group leader, see setsid above).
-  kill -KILL -- "-$pid" 2>/dev/null || true
   rm -f "$PIDFILE"
-  echo "stopped the Ray head (pid $pid)"
 }
 
 status() {
