@@ -60,8 +60,13 @@ class ChannelCheapOp(nn.Module):
         """y (B, m, n, H, W) -> (B, C_out, n, H, W)."""
         if self.new == 0:
             return y
+        return torch.cat([y, self.new_maps(y)], dim=1)
+
+    def new_maps(self, y: Tensor) -> Tensor:
+        """Only the C_out - m rebuilt maps (B, C_out - m, n, H, W) of `forward`, for callers that write
+        the computed and the rebuilt maps straight into a preallocated output (no concatenation)."""
         src = y[:, : self.new] if self.source is None else y.index_select(1, self.source)
-        return torch.cat([y, depthwise_frames(src, self.weight)], dim=1)
+        return depthwise_frames(src, self.weight)
 
     def macs(self, frames: int, height: int, width: int) -> int:
         return depthwise_frames_macs(self.new, frames, height, width)
@@ -91,13 +96,23 @@ class TemporalCheapOp(nn.Module):
         if factor > self.max_factor:
             raise ValueError(f"factor={factor} exceeds this op's max_factor={self.max_factor}")
         b, c, n, h, w = y.shape
-        k = factor - 1
-        src = y.unsqueeze(3).expand(b, c, n, k, h, w).reshape(b, c * n * k, 1, h, w)  # a view when k == 1
-        kernel = self.weight[:, None, :k].expand(c, n, k, 3, 3)  # (C, n, k, 3, 3)
-        new = depthwise_frames(src.view(b, c * n * k, 1, h, w), kernel.reshape(c * n * k, 3, 3))
-        out = torch.cat([y.unsqueeze(3), new.view(b, c, n, k, h, w)], dim=3)  # (B, C, n, R, H, W)
+        out = torch.cat([y.unsqueeze(3), self.new_frames(y, factor)], dim=3)  # (B, C, n, R, H, W)
         out = out.view(b, c, n * factor, h, w)
         return out if n * factor == out_frames else out[:, :, :out_frames]
+
+    def new_frames(self, y: Tensor, factor: int, first_channel: int = 0) -> Tensor:
+        """Only the rebuilt frames: y (B, c, n, H, W) -> (B, c, n, R - 1, H, W), slot k - 1 holding
+        Phi_k(Y'[i]). `y` may be a block of channels first_channel .. first_channel + c - 1 (each channel
+        has its own kernel), so that channel blocks can be written into an output without concatenating."""
+        if factor > self.max_factor:
+            raise ValueError(f"factor={factor} exceeds this op's max_factor={self.max_factor}")
+        b, c, n, h, w = y.shape
+        k = factor - 1
+        src = y.unsqueeze(3).expand(b, c, n, k, h, w).reshape(b, c * n * k, 1, h, w)  # a view when k == 1
+        weight = self.weight[first_channel:first_channel + c]
+        kernel = weight[:, None, :k].expand(c, n, k, 3, 3)  # (c, n, k, 3, 3)
+        new = depthwise_frames(src.view(b, c * n * k, 1, h, w), kernel.reshape(c * n * k, 3, 3))
+        return new.view(b, c, n, k, h, w)
 
     def macs(self, factor: int, frames: int, height: int, width: int) -> int:
         return depthwise_frames_macs(self.channels * (factor - 1), frames, height, width)

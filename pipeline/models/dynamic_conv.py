@@ -74,6 +74,28 @@ class LayerRecord:
     expected_ratio: Tensor  # (B,) r^s / R^s, differentiable w.r.t. the gate (METHOD.md section 5)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a forward needs to know about an input shape, independent of the data (see `_plan`)."""
+
+    out_shape: tuple[int, ...]
+    out_frames: int
+    factors: list[int]
+    full_macs: int
+    macs: Tensor  # (S, S) long: per-sample MACs of each variant
+    ratios: Tensor  # r_i, in the input's dtype
+    inverse_factors: Tensor  # 1 / R_j
+
+
+def _put(dst: Tensor, idx: Tensor | None, src: Tensor) -> Tensor:
+    """Write `src` into `dst` (a view of the output), into rows `idx` of it when given."""
+    if idx is None:
+        dst.copy_(src)
+    else:
+        dst.index_copy_(0, idx, src)
+    return dst
+
+
 def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
@@ -137,6 +159,7 @@ class DynamicConvBase(nn.Module):
         self._forced: tuple[int | None, int | None] | None = None
         self.record: LayerRecord | None = None
         self._macs_tables: dict[tuple[int, ...], Tensor] = {}
+        self._plans: dict[tuple, _Plan] = {}
 
     def _reset_conv_parameters(self) -> None:  # nn.Conv's default initialisation
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -241,15 +264,25 @@ class DynamicConvBase(nn.Module):
         return temporal_factors(self.search_space, out_spatial[0]) if self.has_temporal else [1] * self.search_space
 
     # ----- forward ------------------------------------------------------------------------------
-    def _conv(self, x: Tensor, m: int, factor: int) -> Tensor:
-        """The first m filters at every `factor`-th output frame: exactly Y_full[:, :m, ::factor]."""
+    def _frames_preselectable(self, factor: int) -> bool:
+        """A temporal kernel of 1 without temporal padding reads only input frames 0, s, 2s, ... with
+        s = st * R: selecting them before the conv gives the identical result from less input."""
+        return (self.spatial_dims == 3 and factor > 1 and self.kernel_size[0] == 1
+                and self.padding[0] == 0)
+
+    def _conv(self, x: Tensor, m: int, factor: int, preselected: bool = False) -> Tensor:
+        """The first m filters at every `factor`-th output frame: exactly Y_full[:, :m, ::factor].
+        `preselected`: x already holds only frames 0, st*R, 2*st*R, ... (see _frames_preselectable)."""
         weight, bias, groups = self.weight, self.bias, self.groups
         if m < self.out_channels:
             weight = weight[:m]  # contiguous: a prefix of the filter axis
             bias = None if bias is None else bias[:m]
             if self.depthwise:
                 x, groups = x[:, :m], m
-        stride = self.stride if factor == 1 else (self.stride[0] * factor, *self.stride[1:])
+        if preselected:
+            stride = (1, *self.stride[1:])
+        else:
+            stride = self.stride if factor == 1 else (self.stride[0] * factor, *self.stride[1:])
         conv = F.conv3d if self.spatial_dims == 3 else F.conv2d
         return conv(x, weight, bias, stride, self.padding, self.dilation, groups)
 
@@ -267,11 +300,34 @@ class DynamicConvBase(nn.Module):
         """f^t: the computed frames (B, C_out, ceil(T_out / R), H, W) -> T_out frames."""
         return y if factor == 1 else self.temporal_op(y, factor, out_frames)
 
-    def _variant(self, x: Tensor, i: int, factor: int, out_frames: int) -> Tensor:
-        """The hard path of one variant: reduced conv, then the channel and temporal cheap ops."""
+    def _variant(self, x: Tensor, i: int, factor: int, out_frames: int, dst: Tensor | None = None,
+                 idx: Tensor | None = None, preselected: bool = False) -> Tensor:
+        """The hard path of one variant: reduced conv, then the channel and temporal cheap ops.
+
+        The computed maps and the rebuilt ones are written straight into their slots of the output
+        (`dst`, rows `idx` when given; else a new tensor): no intermediate concatenations, and a
+        grouped batch needs no extra scatter copy. Same values as `_fill_frames(_fill_channels(.))`.
+        """
         m = self.computed_channels[i] if self.has_channel else self.out_channels
-        y = self._fill_channels(self._conv(x, m, factor), i)
-        return self._fill_frames(y, factor, out_frames)
+        y = self._conv(x, m, factor, preselected)
+        if i == 0 and factor == 1:
+            return y if dst is None else _put(dst, idx, y)
+        if self.spatial_dims != 3 or y.shape[2] * factor != out_frames:  # 2D, or a trimmed last group
+            full = self._fill_frames(self._fill_channels(y, i), factor, out_frames)
+            return full if dst is None else _put(dst, idx, full)
+        b, _, n, h, w = y.shape
+        if dst is None:
+            dst = y.new_empty(b, self.out_channels, out_frames, h, w)
+        slots = dst.view(dst.shape[0], self.out_channels, n, factor, h, w)  # frame iR + k -> slot (i, k)
+        new = self.channel_ops[i - 1].new_maps(y) if i > 0 and self.channel_ops[i - 1].new else None
+        _put(slots[:, :m, :, 0], idx, y)
+        if new is not None:
+            _put(slots[:, m:, :, 0], idx, new)
+        if factor > 1:
+            _put(slots[:, :m, :, 1:], idx, self.temporal_op.new_frames(y, factor))
+            if new is not None:
+                _put(slots[:, m:, :, 1:], idx, self.temporal_op.new_frames(new, factor, first_channel=m))
+        return dst
 
     def _soft(self, x: Tensor, gate: GateValues, forced_i: int | None, forced_j: int | None,
               factors: list[int], out_frames: int) -> Tensor:
@@ -308,8 +364,11 @@ class DynamicConvBase(nn.Module):
         out = x.new_empty(out_shape)
         for c in choices.tolist():
             idx = (combo == c).nonzero().squeeze(1)
-            y = self._variant(x.index_select(0, idx), c // self.search_space, factors[c % self.search_space], out_frames)
-            out.index_copy_(0, idx, y)
+            i, factor = c // self.search_space, factors[c % self.search_space]
+            # The gather copies the group's input anyway: copy only the frames the conv reads.
+            pre = self._frames_preselectable(factor)
+            src = x[:, :, :: self.stride[0] * factor] if pre else x
+            self._variant(src.index_select(0, idx), i, factor, out_frames, dst=out, idx=idx, preselected=pre)
         return out
 
     def _choice(self, values: Tensor | None, forced: int | None, batch: int, device) -> Tensor:
@@ -317,12 +376,10 @@ class DynamicConvBase(nn.Module):
             return torch.full((batch,), forced or 0, dtype=torch.long, device=device)
         return values.argmax(dim=1)
 
-    def _expected(self, values: Tensor | None, forced: int | None, scale: list[float], batch: int,
-                  like: Tensor) -> Tensor:
-        """sum_k v[k] * scale[k] with v = V / (sum V + eps); one-hot when forced; 1 without the axis."""
+    def _expected(self, values: Tensor | None, forced: int | None, s: Tensor, batch: int) -> Tensor:
+        """sum_k v[k] * s[k] with v = V / (sum V + eps); one-hot when forced; 1 without the axis."""
         if values is None:
-            return like.new_ones(batch)
-        s = like.new_tensor(scale)
+            return s.new_ones(batch)
         if forced is not None:
             return s[forced].expand(batch)
         v = values / (values.sum(dim=1, keepdim=True) + RATIO_EPS)
@@ -333,9 +390,9 @@ class DynamicConvBase(nn.Module):
             raise ValueError(f"{type(self).__name__} expects a {self.spatial_dims + 2}D input "
                              f"(B, C, {'T, ' if self.spatial_dims == 3 else ''}H, W); got shape {tuple(x.shape)}")
         batch = x.shape[0]
-        out_shape = self.output_shape(tuple(x.shape))
-        out_frames = out_shape[2] if self.spatial_dims == 3 else 1
-        factors = self._factors(list(out_shape[2:]))
+        plan = self._plan(tuple(x.shape), x)
+        out_shape = (batch, *plan.out_shape[1:])
+        out_frames, factors = plan.out_frames, plan.factors
         forced_i, forced_j = self._forced if self._forced is not None else (None, None)
         forced_i = forced_i if self.has_channel else None
         forced_j = forced_j if self.has_temporal else None
@@ -352,15 +409,28 @@ class DynamicConvBase(nn.Module):
             fixed = None if known_i is None or known_j is None else (known_i, known_j)
             y = self._hard(x, ci, tj, fixed, factors, out_frames, out_shape)
 
-        table = self._macs_table(tuple(x.shape), x.device)
-        expected = (self._expected(gate.channel, forced_i, self.ratios, batch, x)
-                    * self._expected(gate.temporal, forced_j, [1.0 / f for f in factors], batch, x))
+        expected = (self._expected(gate.channel, forced_i, plan.ratios, batch)
+                    * self._expected(gate.temporal, forced_j, plan.inverse_factors, batch))
         self.record = LayerRecord(
             channel_gate=gate.channel, temporal_gate=gate.temporal, channel_index=ci, temporal_index=tj,
             input_shape=tuple(x.shape), output_shape=tuple(y.shape),
-            macs=table[ci, tj], full_macs=self.full_macs(tuple(x.shape)),
-            expected_ratio=expected)
+            macs=plan.macs[ci, tj], full_macs=plan.full_macs, expected_ratio=expected)
         return y
+
+    def _plan(self, input_shape: tuple[int, ...], like: Tensor) -> "_Plan":
+        """Shape-only facts of a forward (geometry, MACs per choice, scale tensors), computed once per
+        per-sample input shape, device and dtype instead of on every forward."""
+        key = (*input_shape[1:], like.device, like.dtype)
+        plan = self._plans.get(key)
+        if plan is None:
+            out_shape = self.output_shape(input_shape)
+            factors = self._factors(list(out_shape[2:]))
+            plan = self._plans[key] = _Plan(
+                out_shape=out_shape, out_frames=out_shape[2] if self.spatial_dims == 3 else 1,
+                factors=factors, full_macs=self.full_macs(input_shape),
+                macs=self._macs_table(input_shape, like.device),
+                ratios=like.new_tensor(self.ratios), inverse_factors=like.new_tensor([1.0 / f for f in factors]))
+        return plan
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

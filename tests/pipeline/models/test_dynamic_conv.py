@@ -79,12 +79,21 @@ def test_cheap_ops_start_as_copies():
     assert torch.equal(y[:, :, 1::2], full[:, :, ::2])
 
 
-def test_hard_mixed_choices_equal_each_sample_alone():
-    layer, _, x = _pair("full_3x3x3_bias")
+@pytest.mark.parametrize("frames", [8, 7])
+@pytest.mark.parametrize("search_space", [2, 3])
+@pytest.mark.parametrize("conv_name", ["full_3x3x3_bias", "spatial_1x3x3", "temporal_3x1x1", "strided"])
+def test_hard_mixed_choices_equal_each_sample_alone(conv_name, search_space, frames):
+    # Covers the grouped path: frames preselected for 1x3x3 kernels, maps written into output rows,
+    # odd T_out (last group trimmed) and S = 3 (rebuilt maps gathered from their sources).
+    layer, _, x = _pair(conv_name, search_space=search_space)
+    x = x[:, :, :frames]
     layer.eval()
     with torch.no_grad():
         # Make the gate prefer different variants for different samples.
+        torch.manual_seed(1)
         layer.gate.fc2.weight.normal_(std=3.0)
+        layer.channel_ops[0].weight.normal_()  # cheap ops away from the identity: slots must not mix
+        layer.temporal_op.weight.normal_()
         x = torch.cat([x, 5 * x, -x, x.flip(0)])
         y = layer(x)
         rec = layer.record
