@@ -9,6 +9,7 @@ from pipeline.config.base import Section
 
 Backbone = Literal["r2plus1d_18", "i3d_r50", "x3d_m"]
 DynamicMode = Literal["both", "temporal", "channel", "none"]
+Baseline = Literal["none", "magnitude", "channel_gating"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,12 @@ class ModelConfig(Section):
     search_space: int = 2
     gate_hidden_min: int = 16
     dropout: float = 0.0
+    # Table 7 baselines (pipeline/models/baselines), built from the static backbone in place of the
+    # VA-RED² conversion (`dynamic` is then ignored): magnitude pruning to `prune_macs_ratio` of the
+    # static per-clip MACs, or CGNet-style gating with `gating_base_fraction` of inputs always used.
+    baseline: Baseline = "none"
+    prune_macs_ratio: float = 0.7
+    gating_base_fraction: float = 0.5
 
     def validate(self) -> None:
         self._require(self.num_classes >= 1, "num_classes", "must be at least 1")
@@ -32,3 +39,5 @@ class ModelConfig(Section):
         self._require(self.search_space in (2, 3, 4), "search_space", "choose one of 2, 3, 4")
         self._require(self.gate_hidden_min >= 1, "gate_hidden_min", "must be positive")
         self._require(0.0 <= self.dropout < 1.0, "dropout", "must lie in [0, 1)")
+        self._require(0.0 < self.prune_macs_ratio <= 1.0, "prune_macs_ratio", "must lie in (0, 1]")
+        self._require(0.0 < self.gating_base_fraction < 1.0, "gating_base_fraction", "must lie in (0, 1)")
