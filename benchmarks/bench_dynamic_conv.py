@@ -1,37 +1,90 @@
 """Does VA-RED²'s FLOP cut become wall-clock speed? Static R(2+1)D-18 vs the converted model, hard mode.
 
-    .venv/bin/python benchmarks/bench_dynamic_conv.py [--frames 16 --size 112 --batch-sizes 1 8]
+    .venv/bin/python benchmarks/bench_dynamic_conv.py [--frames 16 --size 112 --batch-sizes 1 8 --threads 1]
+                                                      [--breakdown]
 
-Both models are timed in the same run, on the same input, with the same torch thread count:
-(a) every dynamic layer forced to r = 1/2, R = 2; (b) random per-sample choices (gates with large
-random weights), which exercises the grouping of a batch by choice. It prints the measured speedup
-next to the FLOP ratio and the realised fraction (speedup - 1) / (FLOP ratio - 1); target >= 0.85.
-GFLOPs are multiply-accumulates per clip.
+Both models are timed in the same run, on the same input, with the same torch thread count, in
+interleaved rounds (static then dynamic, then the other order) so that a change of machine load hits
+both: (a) every dynamic layer forced to r = 1/2, R = 2; (b) random per-sample choices (gates with
+large random weights), which exercises the grouping of a batch by choice. It prints median wall time
+and median process CPU time per forward, the speedup next to the FLOP ratio and the realised fraction
+(speedup - 1) / (FLOP ratio - 1) for both clocks; target >= 0.85. On a machine shared with other jobs
+the CPU-time column (1 thread) is the steadier one. GFLOPs are multiply-accumulates per clip.
+`--breakdown` adds where the time of one forward goes (aten ops timed by thread CPU time), grouped as
+FLOP-counted convs, cheap ops, copies, BatchNorm / ReLU / add and the gates' pooling.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import os
 import statistics
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from pipeline.config import ModelConfig
 from pipeline.models import build_model, dynamic_layers, static_macs
 
 
-def timed(model, x, iters: int, warmup: int) -> float:
-    """Median seconds per forward."""
+def interleaved(models: dict, x, rounds: int, warmup: int) -> dict[str, tuple[float, float]]:
+    """{name: (median wall s, median process CPU s)} per forward, rounds alternating the order."""
+    wall = {k: [] for k in models}
+    cpu = {k: [] for k in models}
+    names = list(models)
     with torch.no_grad():
-        for _ in range(warmup):
+        for name in names:
+            for _ in range(warmup):
+                models[name](x)
+        for r in range(rounds):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                c0, w0 = time.process_time(), time.perf_counter()
+                models[name](x)
+                wall[name].append(time.perf_counter() - w0)
+                cpu[name].append(time.process_time() - c0)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in names}
+
+
+class _OpTimer(TorchDispatchMode):
+    """Thread CPU time per op group (meaningful with 1 torch thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: collections.Counter = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        start = time.thread_time()
+        out = func(*args, **(kwargs or {}))
+        self.seconds[_group(func, args)] += time.thread_time() - start
+        return out
+
+
+def _group(func, args) -> str:
+    name = str(func.overloadpacket).removeprefix("aten.")
+    if name == "convolution":
+        return "cheap ops (depthwise 3x3)" if args[8] > 1 else "convs (FLOP-counted)"
+    if name in ("native_batch_norm", "_native_batch_norm_legit_no_training"):
+        return "BatchNorm"
+    if name in ("relu_", "relu", "clamp_min", "clamp_min_", "add", "add_"):
+        return "ReLU / residual add"
+    if name in ("copy_", "index_copy_", "index_select", "cat", "clone"):
+        return "copies (assembly, gather)"
+    if name in ("mean", "sum"):
+        return "pooling (gates, head)"
+    return "other (gate FCs, views, bookkeeping)"
+
+
+def breakdown(model, x) -> tuple[float, dict[str, float]]:
+    timer = _OpTimer()
+    with torch.no_grad():
+        model(x)
+        start = time.thread_time()
+        with timer:
             model(x)
-        times = []
-        for _ in range(iters):
-            start = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        total = time.thread_time() - start
+    return total, dict(timer.seconds)
 
 
 def randomise_gates(model, seed: int = 0) -> None:
@@ -44,14 +97,22 @@ def randomise_gates(model, seed: int = 0) -> None:
             fc2.bias.copy_(torch.rand(fc2.bias.shape, generator=g))
 
 
+def _load() -> str:
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--iters", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--breakdown", action="store_true")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     shape = (3, args.frames, args.size, args.size)
     static = build_model(ModelConfig(backbone="r2plus1d_18", dynamic="none")).eval()
@@ -60,10 +121,11 @@ def main() -> None:
     dynamic.set_execution("hard")
     static_gmacs = static_macs(static, shape) / 1e9
     print(f"R(2+1)D-18 at {'x'.join(map(str, shape[1:]))}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; static {static_gmacs:.2f} GFLOPs (MACs) per clip")
-    print(f"{'case':28s} {'batch':>5s} {'static s':>9s} {'dynamic s':>9s} {'speedup':>8s} "
-          f"{'FLOP ratio':>10s} {'realised fraction':>17s} {'choices':>7s}")
-    rows = []
+          f"{torch.get_num_threads()} threads, load {_load()} (1/5/15 min); "
+          f"static {static_gmacs:.2f} GFLOPs (MACs) per clip")
+    print(f"{'case':26s} {'batch':>5s} {'FLOP ratio':>10s} | {'wall static':>11s} {'dynamic':>8s} {'speedup':>7s} "
+          f"{'realised':>8s} | {'CPU static':>10s} {'dynamic':>8s} {'speedup':>7s} {'realised':>8s} | {'choices':>7s}")
+    fractions = []
     for case in ("forced r=1/2 R=2", "random per-sample choices"):
         if case.startswith("forced"):
             dynamic.force_policy(1, 1)
@@ -74,17 +136,23 @@ def main() -> None:
             x = torch.randn(batch, *shape)
             with torch.no_grad():
                 out = dynamic(x)
-            dyn_gmacs = float(out.macs.double().mean()) / 1e9
+            ratio = static_gmacs / (float(out.macs.double().mean()) / 1e9)
             choices = len({tuple(p.flatten().tolist()) for p in out.policy})
-            t_static = timed(static, x, args.iters, args.warmup)
-            t_dynamic = timed(dynamic, x, args.iters, args.warmup)
-            speedup = t_static / t_dynamic
-            ratio = static_gmacs / dyn_gmacs
-            fraction = (speedup - 1) / (ratio - 1)
-            rows.append(fraction)
-            print(f"{case:28s} {batch:5d} {t_static:9.3f} {t_dynamic:9.3f} {speedup:8.2f} "
-                  f"{ratio:10.2f} {fraction:17.2f} {choices:7d}")
-    print(f"minimum realised fraction {min(rows):.2f} (target >= 0.85)")
+            t = interleaved({"static": static, "dynamic": dynamic}, x, args.rounds, args.warmup)
+            row = f"{case:26s} {batch:5d} {ratio:10.2f} |"
+            for clock in (0, 1):
+                speedup = t["static"][clock] / t["dynamic"][clock]
+                fraction = (speedup - 1) / (ratio - 1)
+                fractions.append(fraction)
+                row += (f" {t['static'][clock]:{11 if clock == 0 else 10}.3f} {t['dynamic'][clock]:8.3f} "
+                        f"{speedup:7.2f} {fraction:8.2f} |")
+            print(row + f" {choices:7d}", flush=True)
+            if args.breakdown:
+                for name, model in (("static", static), ("dynamic", dynamic)):
+                    total, groups = breakdown(model, x)
+                    parts = ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in sorted(groups.items(), key=lambda kv: -kv[1]))
+                    print(f"    {name}: {1e3 * total:.0f} ms thread CPU; {parts}", flush=True)
+    print(f"minimum realised fraction {min(fractions):.2f} (target >= 0.85); load {_load()}")
 
 
 if __name__ == "__main__":
