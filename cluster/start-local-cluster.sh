@@ -107,7 +107,7 @@ stop() {
   pid="$(cat "$PIDFILE")"
   if kill -0 "$pid" 2>/dev/null && is_our_head "$pid"; then
     kill -TERM "$pid"  # `ray start --block` shuts its node's processes down on SIGTERM
-    for _ in $(seq 1 30); do
+    for _ in $(seq 1 45); do  # Ray drains for up to 30 s first
       kill -0 "$pid" 2>/dev/null || break
       sleep 1
     done
