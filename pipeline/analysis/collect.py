@@ -22,6 +22,7 @@ class LayerInfo:
     full_macs: int  # per-clip MACs of the static conv at the analysed input size
     out_channels: int
     out_frames: int  # T_out of the static conv (1 for 2D layers)
+    output_shape: tuple[int, ...]  # per-sample output of the static conv, (C, T, H, W) or (C, H, W)
 
 
 @dataclass
@@ -114,7 +115,8 @@ def collect_policies(model: nn.Module, batches: Iterable, *, device: torch.devic
             out = model(clips.to(device))
             if layers is None:
                 layers = [LayerInfo(name, block_of(name), r.full_macs, r.output_shape[1],
-                                    r.output_shape[2] if len(r.output_shape) == 5 else 1)
+                                    r.output_shape[2] if len(r.output_shape) == 5 else 1,
+                                    tuple(r.output_shape[1:]))
                           for (name, _), r in zip(named, out.records)]
                 records = PolicyRecords(layers=layers, static_macs=model.static_macs(tuple(clips.shape[1:])))
             ch_b, tm_b = _ratios(named, out.records, len(clips))
@@ -123,6 +125,8 @@ def collect_policies(model: nn.Module, batches: Iterable, *, device: torch.devic
             layer_macs.append(torch.stack([r.macs for r in out.records], 1).cpu().numpy()
                               if out.records else np.zeros((len(clips), 0), np.int64))
             batch_keys = [k for k, ok in zip(batch.keys, valid.tolist()) if ok]
+            if getattr(batch, "clip_index", None) is not None:  # K eval clips share a video key
+                batch_keys = [f"{k}@{int(c)}" for k, c in zip(batch_keys, torch.as_tensor(batch.clip_index)[valid])]
             batch_labels = torch.as_tensor(batch.labels)[valid].tolist()
             batch_macs = out.macs.cpu().tolist()
             keys += batch_keys

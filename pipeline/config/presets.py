@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
+from pipeline.config.ablations import ABLATION_PRESETS
 from pipeline.config.data import DataConfig
 from pipeline.config.model import ModelConfig
 from pipeline.config.preprocess import PreprocessConfig
@@ -97,6 +98,7 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "kinetics_x3d": kinetics_x3d,
     "demo": demo,
     "debug": debug,
+    **ABLATION_PRESETS,  # pipeline/config/ablations.py: the paper's ablations and baselines
 }
 
 

@@ -1,0 +1,177 @@
+"""`vared2 analyze`: every analysis of a trained or registered model written to one folder (tables,
+images, summary.json, report.md) and logged under `analysis/` of the model's MLflow run.
+
+    vared2 analyze runs/demo-r2plus1d_18-both/checkpoint_000005 --out analysis/demo
+    vared2 analyze models:/vared2-demo@champion data.root=data/demo/shards --static runs/.../static
+
+The model's MLflow run: the run behind a `models:/NAME@ALIAS` / `models:/NAME/VERSION` URI, the ID of
+a `runs:/ID/...` URI, or `--run-id`; a plain checkpoint without `--run-id` is analysed offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.config import Config
+
+if TYPE_CHECKING:  # torch is imported where it is used, so `vared2 --help` stays fast
+    import torch
+
+NOTE = "GFLOPs are multiply-accumulates (MACs) of conv and linear layers per clip, as in the paper and fvcore."
+
+
+def class_names(cfg: Config) -> list[str] | None:
+    """The class list written beside the shards (DATA.md), if there is one."""
+    path = Path(cfg.data.root) / "classes.txt"
+    if not path.is_file():
+        return None
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def load_model(source: str, overrides=()) -> tuple[Config, torch.nn.Module]:
+    """(config, model) of a checkpoint or MLflow URI; a baseline checkpoint is built by its own builder."""
+    from jobs.evaluate import load_for_eval
+    from pipeline.config import apply_overrides, from_dict
+    from pipeline.train.checkpoint import load_checkpoint
+
+    if not source.startswith(("models:/", "runs:/")):
+        state = load_checkpoint(source)
+        cfg = from_dict(Config, state["config"])
+        if getattr(cfg.model, "baseline", "none") != "none":
+            from pipeline.models.baselines import build_baseline
+
+            model = build_baseline(cfg.model)
+            model.load_state_dict(state["model"])
+            return apply_overrides(cfg, overrides), model
+    return load_for_eval(source, overrides)
+
+
+def model_run_id(cfg: Config, source: str) -> str | None:
+    """The MLflow run that produced `source`, when the source names one."""
+    if source.startswith("runs:/"):
+        return source[len("runs:/"):].split("/", 1)[0]
+    if not source.startswith("models:/"):
+        return None
+    from jobs import tracking
+
+    client = tracking.client(cfg)
+    ref = source[len("models:/"):].rstrip("/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return client.get_model_version_by_alias(name, alias).run_id
+    name, _, version = ref.partition("/")
+    if version in ("", "latest"):
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            raise ValueError(f"no registered model named {name!r}")
+        return max(versions, key=lambda v: int(v.version)).run_id
+    return client.get_model_version(name, version).run_id
+
+
+def run_analysis(cfg: Config, model: torch.nn.Module, out_dir: str | Path, *, static_model=None,
+                 max_clips: int | None = None, redundancy_clips: int = 16, extremes_per_class: int = 1,
+                 tau: float = 0.85, title: str = "VA-RED² analysis", source: str = "",
+                 device: str = "cpu") -> dict:
+    """Write every artifact into `out_dir`; returns {"summary": ..., "files": [...], "figures": [...]}."""
+    from pipeline.analysis import (collect_policies, measure_redundancy, write_clips, write_cost_distribution,
+                                   write_policy_map, write_redundancy, write_report)
+    from pipeline.data import build_loader
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = class_names(cfg)
+    model = model.to(device)
+
+    def loader():
+        return build_loader(cfg.data, split=cfg.data.val_split, train=False)
+
+    records = collect_policies(model, loader(), device=device, extremes_per_class=extremes_per_class,
+                               max_clips=max_clips)
+    cost = write_cost_distribution(records, out_dir, names)
+    policy = write_policy_map(records, out_dir, names) if records.layers else None
+    clips = write_clips(records, out_dir, names) if extremes_per_class else None
+    static = (static_model if static_model is not None else model).to(device)
+    redundancy = write_redundancy(measure_redundancy(static, loader(), tau=tau, max_clips=redundancy_clips,
+                                                     device=device), out_dir)
+    matching = cost["summary"]["gflops_avg"] / cost["summary"]["static_gflops"]
+    baselines = {"model.prune_macs_ratio matching this model's GFLOPs avg": round(matching, 4),
+                 "train it": f"vared2 train --preset {cfg.name} model.baseline=magnitude "
+                             f"model.prune_macs_ratio={matching:.4f}"}
+    meta = {"source": source, "backbone": cfg.model.backbone, "dynamic": cfg.model.dynamic,
+            "baseline": getattr(cfg.model, "baseline", "none"), "search_space": cfg.model.search_space,
+            "input": f"{cfg.data.num_frames}x{cfg.data.crop_size}x{cfg.data.crop_size}",
+            "clips analysed": records.num_clips, "redundancy clips": redundancy["table"]["num_clips"][0].as_py(),
+            "redundancy model": "given static model" if static_model is not None
+            else "this model with every layer at its full variant"}
+    report = write_report(out_dir, title=title, meta=meta, cost=cost, policy=policy, clips=clips,
+                          redundancy=redundancy, baselines=baselines)
+    summary = {"note": NOTE, "meta": meta, "cost": cost["summary"], "redundancy": redundancy["overall"],
+               "policy_blocks": policy["blocks"] if policy else {}, "matching_prune_macs_ratio": matching}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    figures = [f for part in (cost, policy, clips, redundancy) if part for f in part["figures"]]
+    files = sorted(p for p in out_dir.iterdir() if p.is_file())
+    return {"summary": summary, "files": files, "figures": figures, "report": report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vared2 analyze", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="checkpoint directory / file, or models:/NAME@ALIAS, runs:/ID/model")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="config overrides, e.g. data.root=data/demo/shards data.eval_clips=3")
+    parser.add_argument("--out", default="", help="output folder (default: analysis/<config name>)")
+    parser.add_argument("--static", default="", help="a static model (checkpoint or URI) for the redundancy "
+                        "analysis; default: the analysed model at its full variant")
+    parser.add_argument("--max-clips", type=int, default=0, help="analyse at most this many clips (0 = all)")
+    parser.add_argument("--redundancy-clips", type=int, default=16, help="clips for the redundancy analysis")
+    parser.add_argument("--extremes", type=int, default=1, help="cheapest / costliest clips shown per class")
+    parser.add_argument("--tau", type=float, default=0.85, help="CC threshold of RP")
+    parser.add_argument("--run-id", default="", help="MLflow run to log to (default: the model's run)")
+    parser.add_argument("--no-log", action="store_true", help="do not log to MLflow")
+
+
+def run(args) -> int:
+    from jobs import tracking
+
+    if args.max_clips < 0 or args.redundancy_clips < 1 or args.extremes < 0:
+        raise ValueError("--max-clips >= 0, --redundancy-clips >= 1 and --extremes >= 0 are required")
+    cfg, model = load_model(args.source, args.overrides)
+    static = load_model(args.static, args.overrides)[1] if args.static else None
+    out_dir = Path(args.out or f"analysis/{cfg.name}")
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = run_analysis(cfg, model, out_dir, static_model=static, max_clips=args.max_clips or None,
+                          redundancy_clips=args.redundancy_clips, extremes_per_class=args.extremes,
+                          tau=args.tau, source=args.source, device=device,
+                          title=f"VA-RED² analysis of {args.source}")
+    s = result["summary"]["cost"]
+    print(f"{s['num_clips']} clips: GFLOPs avg {s['gflops_avg']:.4g} (max {s['gflops_max']:.4g}, "
+          f"min {s['gflops_min']:.4g}), static {s['static_gflops']:.4g}. {NOTE}")
+    for axis, m in result["summary"]["redundancy"].items():
+        print(f"redundancy {axis:8s} CC {m['cc']:.3f}  RMSE {m['rmse']:.3f}  RP {m['rp']:.3f}")
+    print(f"report: {result['report']}")
+    run_id = args.run_id or (None if args.no_log else model_run_id(cfg, args.source))
+    if run_id and not args.no_log:
+        for path in result["files"]:
+            tracking.log_artifact(cfg, run_id, path, "analysis")
+        print(f"logged {len(result['files'])} files to MLflow run {run_id} under analysis/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
