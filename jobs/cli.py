@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "flops": "jobs.commands.flops",
     "train": "jobs.commands.train",
     "evaluate": "jobs.commands.evaluate",
+    "analyze": "jobs.commands.analyze",
 }
 
 
