@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "train": "jobs.commands.train",
     "evaluate": "jobs.commands.evaluate",
     "analyze": "jobs.commands.analyze",
+    "tune": "jobs.commands.tune",
+    "registry": "jobs.commands.registry",
 }
 
 
