@@ -36,7 +36,13 @@ def _meta_copy(model: nn.Module) -> nn.Module:
         memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
     for _, layer in dynamic_layers(model):  # a record may hold non-leaf tensors, which cannot be copied
         memo[id(layer.record)] = None
-    return copy.deepcopy(model, memo)
+    meta = copy.deepcopy(model, memo)
+    # Hooks are copied too: a copy made while an outer `static_macs` runs (VaredModel.forward asks for
+    # its static cost) would carry the outer counting hooks and count every layer twice.
+    for module in meta.modules():
+        module._forward_hooks.clear()
+        module._forward_pre_hooks.clear()
+    return meta
 
 
 @torch.no_grad()

@@ -82,8 +82,9 @@ class VaredModel(nn.Module):
         macs = torch.full((batch,), static, dtype=torch.long, device=x.device)
         expected = logits.new_ones(batch)
         if records:
+            # Python ints: no host sync per forward (and meta-safe, so static_macs can run this model).
+            macs = macs - sum(r.full_macs for r in records) + torch.stack([r.macs for r in records]).sum(dim=0)
             full = torch.tensor([r.full_macs for r in records], dtype=logits.dtype, device=x.device)
-            macs = macs - int(full.sum().item()) + torch.stack([r.macs for r in records]).sum(dim=0)
             weights = full / full.sum()  # (L,)
             expected = (weights[:, None] * torch.stack([r.expected_ratio for r in records])).sum(dim=0)
         return VaredOutput(logits=logits, records=records, macs=macs, expected_ratio=expected)

@@ -56,3 +56,23 @@ def test_summary_and_params():
     with pytest.raises(ValueError):
         gflops_summary([])
     assert param_count(nn.Linear(3, 2)) == 8
+
+
+def test_static_macs_of_a_vared_model_equal_its_backbones():
+    # VaredModel.forward asks for its own static cost; run inside an outer static_macs (a fresh model,
+    # empty cache) that nested count must not add the outer hooks' counts a second time.
+    from pipeline.models.backbones import BACKBONES
+    from pipeline.models.vared import VaredModel
+
+    model = VaredModel(BACKBONES["r2plus1d_18"](num_classes=10, base_width=8), dynamic="none").eval()
+    shape = (3, 4, 32, 32)
+    backbone = static_macs(model.backbone, shape)
+    assert static_macs(model, shape) == backbone
+    with torch.device("meta"):
+        x = torch.empty(1, *shape)
+    assert backbone == _counter_macs(lambda: copy_to_meta(model.backbone)(x))
+
+
+def copy_to_meta(module):
+    import copy
+    return copy.deepcopy(module).to("meta")
