@@ -118,10 +118,12 @@ def redundancy_of(y: Tensor, tau: float = TAU) -> dict[str, dict[str, float]]:
 
 def analysed_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The layers whose outputs are measured: the dynamic layers, or in a static model the convs
-    VA-RED² would make dynamic (METHOD.md section 7)."""
+    VA-RED² would make dynamic (METHOD.md section 7), or the convs a baseline pruned or gated."""
     dynamic = dynamic_layers(model)
     if dynamic:
         return dynamic
+    if hasattr(model, "layer_names"):  # a baseline of pipeline.models.baselines: its swapped convs
+        return [(n, model.backbone.get_submodule(n)) for n in model.layer_names]
     return [(n, m) for n, m in model.named_modules()
             if type(m) in (nn.Conv3d, nn.Conv2d) and default_dynamic_filter(n, m)]
 
