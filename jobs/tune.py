@@ -217,7 +217,7 @@ def run_sweep(cfg: Config, spec: dict | None = None, *, name: str = "", resume: 
     print(f"sweep {name}: MLflow parent run {parent}; "
           f"{'restoring' if restore else 'starting'} Tune in {cfg.runtime.storage_path}/{name}")
     grid = build_tuner(cfg, spec, sweep, restore=restore).fit()
-    unfinished = len(grid) - grid.num_terminated - grid.num_errors
+    unfinished = unfinished_trials(cfg, spec, name)
     if unfinished:  # interrupted (Ctrl+C / SIGINT): Tune saved its state; nothing is final yet
         print(f"sweep {name} interrupted with {unfinished} of {len(grid)} trials unfinished; "
               f"continue with: vared2 tune --name {name} --resume (same preset and overrides)")
@@ -229,6 +229,20 @@ def run_sweep(cfg: Config, spec: dict | None = None, *, name: str = "", resume: 
     state["static_run_id"] = static_run_id
     _save_state(state_path, state)
     return finish_sweep(cfg, sweep, rows, static_run_id=static_run_id, register=register)
+
+
+def unfinished_trials(cfg: Config, spec: dict, name: str) -> int:
+    """Trials not done, from the state Tune saved (in memory, Tune marks the trials it stops on
+    Ctrl+C TERMINATED, like ASHA's; grid points not yet started are not listed at all)."""
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(str(Path(cfg.runtime.storage_path) / name)).trials
+    expected = cfg.tune.num_samples
+    if cfg.tune.search != "optuna":
+        for kind, args in spec.values():
+            expected *= len(args) if kind == "grid" else 1
+    pending = [t for t in trials if t.status not in ("TERMINATED", "ERROR")]
+    return len(pending) + max(0, expected - len(trials))
 
 
 def collect_trials(cfg: Config, grid, sweep: dict) -> list[dict]:
