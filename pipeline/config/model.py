@@ -9,6 +9,9 @@ from pipeline.config.base import Section
 
 Backbone = Literal["r2plus1d_18", "i3d_r50", "x3d_m"]
 DynamicMode = Literal["both", "temporal", "channel", "none"]
+# "soft": training mixes all variants by the raw gate values (the paper); "straight_through" (ours):
+# the training forward runs the argmax variant, the gradient reaches the gates as in soft mode.
+GateTraining = Literal["straight_through", "soft"]
 Baseline = Literal["none", "magnitude", "channel_gating"]
 
 
@@ -24,6 +27,7 @@ class ModelConfig(Section):
     # "none" builds the static backbone (baselines and stage 1 of the schedule).
     dynamic: DynamicMode = "both"
     search_space: int = 2
+    gate_training: GateTraining = "straight_through"
     gate_hidden_min: int = 16
     dropout: float = 0.0
     # Table 7 baselines (pipeline/models/baselines), built from the static backbone in place of the

@@ -157,6 +157,9 @@ class DynamicConvBase(nn.Module):
                             if self.has_temporal else None)
         self._execution = "auto"
         self._forced: tuple[int | None, int | None] | None = None
+        # How training mixes the variants: "soft" (paper) or "straight_through" (ours); see
+        # `_mixing_weights`. Set per model by `VaredModel(gate_training=...)`.
+        self.gate_training = "soft"
         self.record: LayerRecord | None = None
         self._macs_tables: dict[tuple[int, ...], Tensor] = {}
         self._plans: dict[tuple, _Plan] = {}
@@ -329,21 +332,37 @@ class DynamicConvBase(nn.Module):
                 _put(slots[:, m:, :, 1:], idx, self.temporal_op.new_frames(new, factor, first_channel=m))
         return dst
 
+    def _mixing_weights(self, values: Tensor, chosen: Tensor) -> Tensor:
+        """(B, S) weights of the variants in a training forward.
+
+        "soft" (the paper): the raw gate values. "straight_through" (ours): the forward uses the
+        one-hot argmax choice, exactly what hard inference runs, while the gradient reaches the gate
+        values as in soft mode (w = onehot + V - V.detach()). Pure soft mixing trains the network on
+        a blend of variants that argmax inference never computes; on the demo data a soft-trained
+        model scored 0.65 in soft mode but chance (0.25) in hard mode.
+        """
+        if self.gate_training == "soft":
+            return values
+        onehot = torch.zeros_like(values).scatter_(1, chosen[:, None], 1.0)  # meta-safe one_hot
+        return onehot + values - values.detach()
+
     def _soft(self, x: Tensor, gate: GateValues, forced_i: int | None, forced_j: int | None,
-              factors: list[int], out_frames: int) -> Tensor:
+              factors: list[int], out_frames: int, ci: Tensor, tj: Tensor) -> Tensor:
         y = self._conv(x, self.out_channels, 1)  # (B, C_out, T_out, H, W): run once
         if self.has_channel:
             if forced_i is not None:
                 y = self._fill_channels(y[:, : self.computed_channels[forced_i]], forced_i)
             else:
-                y = sum(self._bcast(gate.channel[:, i]) * self._fill_channels(y[:, :m], i)
+                w = self._mixing_weights(gate.channel, ci)
+                y = sum(self._bcast(w[:, i]) * self._fill_channels(y[:, :m], i)
                         for i, m in enumerate(self.computed_channels))
         if self.has_temporal:
             if forced_j is not None:
                 f = factors[forced_j]
                 y = self._fill_frames(y[:, :, ::f], f, out_frames)
             else:
-                y = sum(self._bcast(gate.temporal[:, j]) * self._fill_frames(y[:, :, ::f], f, out_frames)
+                w = self._mixing_weights(gate.temporal, tj)
+                y = sum(self._bcast(w[:, j]) * self._fill_frames(y[:, :, ::f], f, out_frames)
                         for j, f in enumerate(factors))
         return y
 
@@ -401,7 +420,7 @@ class DynamicConvBase(nn.Module):
         ci = self._choice(gate.channel, forced_i, batch, x.device)
         tj = self._choice(gate.temporal, forced_j, batch, x.device)
         if self.is_soft():
-            y = self._soft(x, gate, forced_i, forced_j, factors, out_frames)
+            y = self._soft(x, gate, forced_i, forced_j, factors, out_frames, ci, tj)
         else:
             # Known without reading the gate when every axis is forced or absent (also meta-safe).
             known_i = forced_i if self.has_channel else 0

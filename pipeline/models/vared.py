@@ -40,21 +40,30 @@ class VaredOutput:
         return self.macs.double() / 1e9
 
 
+# How training mixes a layer's variants (see DynamicConvBase._mixing_weights).
+GATE_TRAININGS = ("straight_through", "soft")
+
+
 class VaredModel(nn.Module):
     """`backbone` with its residual-block convs made dynamic (`dynamic="none"`: the static model
     behind the same interface). Backbone checkpoint keys are `backbone.` + the original key."""
 
     def __init__(self, backbone: nn.Module, *, dynamic: str = "both", search_space: int = 2,
-                 gate_hidden_min: int = 16, include: Callable[[str, nn.Module], bool] | None = None) -> None:
+                 gate_hidden_min: int = 16, include: Callable[[str, nn.Module], bool] | None = None,
+                 gate_training: str = "straight_through") -> None:
         super().__init__()
         if dynamic not in DYNAMIC_CHOICES:
             raise ValueError(f"dynamic={dynamic!r} is not valid; choose one of {DYNAMIC_CHOICES}")
+        if gate_training not in GATE_TRAININGS:
+            raise ValueError(f"gate_training={gate_training!r} is not valid; choose one of {GATE_TRAININGS}")
         self.backbone = backbone
         self.dynamic = dynamic
         self.search_space = search_space
         if dynamic != "none":
             convert_to_dynamic(backbone, mode=dynamic, search_space=search_space, include=include,
                                gate_hidden_min=gate_hidden_min)
+            for _, layer in dynamic_layers(backbone):
+                layer.gate_training = gate_training
         self._static_macs: dict[tuple[int, ...], int] = {}
 
     def static_macs(self, input_shape: tuple[int, ...]) -> int:
@@ -120,4 +129,4 @@ def build_model(cfg) -> VaredModel:
     backbone = BACKBONES[cfg.backbone](num_classes=cfg.num_classes, base_width=cfg.base_width,
                                        dropout=cfg.dropout)
     return VaredModel(backbone, dynamic=cfg.dynamic, search_space=cfg.search_space,
-                      gate_hidden_min=cfg.gate_hidden_min)
+                      gate_hidden_min=cfg.gate_hidden_min, gate_training=cfg.gate_training)

@@ -11,6 +11,8 @@ from pipeline.models.vared import VaredOutput
 def efficiency_loss(output: VaredOutput, labels: Tensor) -> Tensor:
     """mean_b (mu_0 * sum_l w_l r^s_l / R^s_l)^2, mu_0 = 1 for correctly classified samples (detached):
     efficiency is only pushed on samples the model already gets right."""
+    if not output.records:  # a static model has no computation to save: L_e is 0, not a constant
+        return output.logits.new_zeros(())
     correct = (output.logits.detach().argmax(dim=1) == labels).to(output.expected_ratio.dtype)
     return ((correct * output.expected_ratio) ** 2).mean()
 

@@ -110,7 +110,7 @@ def test_every_parameter_receives_a_gradient_in_soft_mode(name):
     from pipeline.models.backbones import BACKBONES
 
     torch.manual_seed(0)
-    model = VaredModel(BACKBONES[name](num_classes=5, base_width=8)).train()
+    model = VaredModel(BACKBONES[name](num_classes=5, base_width=8), gate_training="soft").train()
     for m in model.modules():  # undo zero-initialised final BNs, which would block gradients at init
         if isinstance(m, nn.BatchNorm3d):
             nn.init.uniform_(m.weight, 0.5, 1.5)
@@ -121,3 +121,29 @@ def test_every_parameter_receives_a_gradient_in_soft_mode(name):
     assert not missing
     dead = [n for n, p in model.named_parameters() if p.grad.abs().sum() == 0]
     assert not dead
+
+
+def test_straight_through_training_forward_equals_hard_inference_and_trains_the_gates():
+    """gate_training="straight_through": the training forward runs each sample's argmax variant
+    (what inference runs), while the gates still get gradients."""
+    from pipeline.models import dynamic_layers
+
+    torch.manual_seed(0)
+    _, model = _model()
+    for _, layer in dynamic_layers(model.backbone):
+        assert layer.gate_training == "straight_through"  # the default
+        with torch.no_grad():  # varied per-sample choices
+            layer.gate.fc2.weight.normal_(0, 3.0)
+    x = torch.randn(6, 3, 8, 16, 16) + 3 * torch.randn(6, 3, 1, 1, 1)  # clips differ in content
+    model.eval()  # running BN stats in both passes, so the two forwards are comparable
+    model.set_execution("soft")
+    soft = model(x)
+    model.set_execution("hard")
+    with torch.no_grad():
+        hard = model(x)
+    assert len({tuple(p.flatten().tolist()) for p in hard.policy}) > 1  # choices differ per sample
+    assert torch.equal(soft.policy, hard.policy)
+    assert torch.allclose(soft.logits, hard.logits, atol=1e-5)
+    (soft.logits.sum() + soft.expected_ratio.sum()).backward()
+    gates = [p.grad for n, p in model.named_parameters() if ".gate." in n]
+    assert gates and all(g is not None and g.abs().sum() > 0 for g in gates)
