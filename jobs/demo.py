@@ -13,6 +13,9 @@ from pathlib import Path
 
 from pipeline.config import Config, apply_overrides, get_preset
 
+# Stage 1 (the static backbone) trains from scratch, stage 2 starts from it: give stage 1 more.
+STATIC_EXTRA_EPOCHS = 4
+
 
 def demo_config(root: str = "data/demo", overrides=()) -> Config:
     cfg = get_preset("demo")
@@ -70,7 +73,8 @@ def run_demo(root: str = "data/demo", overrides=()) -> list[dict]:
     init_ray(cfg)
     prepare_data(cfg, root)
     print("[2/4] static R(2+1)D baseline on Ray Train")
-    static_cfg = apply_overrides(cfg, ["model.dynamic=none", f"runtime.run_name=demo-static-{tag}"])
+    static_cfg = apply_overrides(cfg, ["model.dynamic=none", f"runtime.run_name=demo-static-{tag}",
+                                       f"train.epochs={cfg.train.epochs + STATIC_EXTRA_EPOCHS}"])
     static = train_and_evaluate(static_cfg, "static R(2+1)D-18")
     print("[3/4] VA-RED² (temporal + channel, S=2) initialised from the static model")
     dyn_cfg = apply_overrides(cfg, [f"train.init_from={static['checkpoint']}",

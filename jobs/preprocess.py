@@ -74,3 +74,24 @@ def run_preprocess(cfg, *, ray_address: str = "", num_workers: int | None = None
     return {**summary, "elapsed_s": round(time.perf_counter() - start, 3),
             "task_cpu_s": round(sum(s.get("cpu_s", 0.0) for s in done), 3),
             "shards_skipped": len(prepared.tasks) - len(todo), "shards_written": len(todo)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m jobs.preprocess ...` takes the same arguments as `vared2 preprocess`."""
+    import argparse
+
+    from jobs.commands import preprocess as command
+
+    parser = argparse.ArgumentParser(prog="python -m jobs.preprocess", description=command.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    command.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return int(command.run(args) or 0)
+    except ValueError as err:
+        print(f"error: {err}", file=__import__("sys").stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -44,8 +44,11 @@ def experiment_id(cfg: Config) -> str:
     if exp is not None:
         return exp.experiment_id
     artifacts = None
-    if tracking_uri(cfg).startswith("sqlite:"):  # keep artifacts beside the local database
-        artifacts = (Path(DEFAULT_DB).resolve().parent / "mlartifacts").as_uri()
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite:///"):
+        # Keep artifacts beside the database the URI names, not in the working directory: inside
+        # `ray job submit` that is a temporary copy of the code, deleted with the job.
+        artifacts = (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
     return c.create_experiment(cfg.runtime.experiment, artifact_location=artifacts)
 
 

@@ -17,14 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import ray
-import ray.train
-import ray.train.torch
-import torch
-
-from jobs import tracking
-from jobs.ray_env import init_ray
 from pipeline.config import Config, from_dict, load_config, to_dict
+
+# Ray, torch and MLflow are imported inside the functions: a job with a bad preset or override
+# then fails in well under a second, before any of them loads.
 
 
 def run_name(cfg: Config) -> str:
@@ -44,6 +40,11 @@ def _maybe_fail(cfg: Config, epoch: int, storage: Path) -> None:
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from jobs import tracking
     from pipeline.data import build_loader
     from pipeline.models import build_model
     from pipeline.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
@@ -119,6 +120,8 @@ def _absolute(path: str) -> str:
 def pin_paths(cfg: Config) -> Config:
     """Workers run in another directory (or on another node): make every path absolute and pin
     the tracking store before the config leaves the driver."""
+    from jobs import tracking
+
     return dataclasses.replace(
         cfg,
         data=dataclasses.replace(cfg.data, root=_absolute(cfg.data.root),
@@ -143,6 +146,12 @@ def fit(cfg: Config, *, run_id: str | None = None, parent_run_id: str | None = N
     """Run the TorchTrainer; returns {"run_id", "checkpoint" (local dir), "metrics", "storage",
     "config"}. `callbacks` go to the RunConfig (Tune passes its TuneReportCallback there);
     `parent_run_id` nests the MLflow run under a sweep's parent run."""
+    import ray.train
+    import ray.train.torch
+
+    from jobs import tracking
+    from jobs.ray_env import init_ray
+
     cfg = pin_paths(cfg)
     check_inputs(cfg)
     init_ray(cfg)
@@ -188,14 +197,14 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     args = parser.parse_args(argv)
-    from jobs.evaluate import finish_run
-
     try:
         cfg = load_config(args.preset, args.overrides)
         out = fit(cfg)
     except ValueError as err:  # bad preset, key, value or missing data: say so and stop
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from jobs.evaluate import finish_run
+
     finish_run(out["config"], out["run_id"], out["checkpoint"])
     print(f"done: MLflow run {out['run_id']}, checkpoints in {out['storage']}")
     return 0

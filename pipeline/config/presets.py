@@ -62,10 +62,10 @@ def demo() -> Config:
     return Config(
         name="demo",
         model=ModelConfig(backbone="r2plus1d_18", num_classes=4, base_width=16),
-        data=DataConfig(root="data/demo/shards", num_frames=8, frame_stride=1, crop_size=64,
+        data=DataConfig(root="data/demo/shards", num_frames=8, frame_stride=2, crop_size=64,
                         jitter_short_side_min=64, jitter_short_side_max=72, eval_short_side=64,
-                        eval_clips=3, batch_size=8, eval_batch_size=8, num_workers=0, prefetch=2),
-        train=TrainConfig(epochs=6, optimizer="adamw", lr=2e-3, weight_decay=1e-4, lambda_e=1.0,
+                        eval_clips=3, batch_size=4, eval_batch_size=8, num_workers=0, prefetch=2),
+        train=TrainConfig(epochs=10, optimizer="adamw", lr=3e-3, weight_decay=1e-4, lambda_e=1.0,
                           lambda_e_warmup_epochs=1, log_every=10),
         runtime=RuntimeConfig(num_workers=2, storage_path="runs", experiment="vared2-demo",
                               registered_model="vared2-demo"),

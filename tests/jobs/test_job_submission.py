@@ -169,8 +169,6 @@ def test_debug_training_job_succeeds_with_an_mlflow_run_and_a_checkpoint(trained
     assert math.isclose(state["metrics"]["train/loss"], history[0].value, rel_tol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="jobs/tracking.py puts a sqlite store's artifacts in "
-                   "$CWD/mlartifacts, which in a Ray job is the job's temporary working_dir copy")
 def test_job_artifacts_are_stored_outside_the_job_working_dir(trained, cluster):
     from mlflow.tracking import MlflowClient
 
