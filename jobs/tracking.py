@@ -101,6 +101,10 @@ def end_run(cfg: Config, run_id: str, status: str = "FINISHED") -> None:
 class VaredPyfunc(mlflow.pyfunc.PythonModel):
     """An MLflow model: input clips float32 (B, C, T, H, W) normalised -> logits (B, K), hard mode."""
 
+    # Clips are a 5D float array, which MLflow's type-hint schema cannot express: skip its
+    # type-hint validation (and its warning) and log the model without a signature.
+    _skip_type_hint_validation = True
+
     def load_context(self, context) -> None:
         from pipeline.models import build_model
         from pipeline.config import Config, from_dict

@@ -7,6 +7,7 @@ a tensor or a plain container (numpy's RNG state is converted to a tensor).
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         path = path / CHECKPOINT_FILE
     if not path.exists():
         raise ValueError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state["config"] = json.loads(state["config"])
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state["config"] = json.loads(state["config"])
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is not a readable vared2 checkpoint ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})") from err
     return state
 
 
