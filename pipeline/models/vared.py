@@ -121,8 +121,13 @@ class VaredModel(nn.Module):
 
 
 def build_model(cfg) -> VaredModel:
-    """The model of a `pipeline.config.ModelConfig`."""
+    """The model of a `pipeline.config.ModelConfig` (the pruning / channel-gating baselines too)."""
     from pipeline.models.backbones import BACKBONES  # the backbones are independent of this module
+
+    if getattr(cfg, "baseline", "none") != "none":
+        from pipeline.models.baselines import build_baseline
+
+        return build_baseline(cfg)
 
     if cfg.backbone not in BACKBONES:
         raise ValueError(f"backbone={cfg.backbone!r} is not valid; choose one of {sorted(BACKBONES)}")
