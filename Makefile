@@ -44,13 +44,18 @@ test-fast: install
 demo: install
 	$(VENV)/bin/vared2 demo $(DEMO_ARGS)
 
+# Each prints its ratio against a baseline timed in the same run; results: benchmarks/RESULTS.md.
 bench: install
 	$(PY) benchmarks/bench_dynamic_conv.py
+	$(PY) benchmarks/bench_preprocess.py
+	$(PY) benchmarks/bench_loaders.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_sweep.py
 
 # Re-pin after changing dependencies: a fresh resolve in a scratch venv, frozen.
 constraints:
 	rm -rf /tmp/vared2-constraints && $(PYTHON) -m venv /tmp/vared2-constraints
-	/tmp/vared2-constraints/bin/pip install -q torch==2.13.0 && /tmp/vared2-constraints/bin/pip install -q ".[dali,test]"
+	/tmp/vared2-constraints/bin/pip install -q torch==2.13.0 && /tmp/vared2-constraints/bin/pip install -q ".[dali,test]" ffcv==1.0.2
 	/tmp/vared2-constraints/bin/pip freeze | grep -v -e "^-e" -e "^vared2" | sed 's/+cpu//' > constraints.txt
 
 clean:

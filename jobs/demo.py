@@ -64,6 +64,17 @@ def print_table(rows: list[dict]) -> None:
               f"{r['speed/clips_per_s']:8.1f} {r['speed/static_clips_per_s']:14.1f}")
 
 
+def analyze(static: dict, dynamic: dict, root: str) -> None:
+    """Policy map, cheapest / costliest clips, cost distribution and redundancy of the demo models,
+    written to `{root}/analysis` and logged to the VA-RED² run."""
+    from jobs.analyze import main as analyze_main
+
+    out = Path(root) / "analysis"
+    analyze_main([str(dynamic["checkpoint"]), "--static", str(static["checkpoint"]), "--out", str(out),
+                  "--run-id", dynamic["run_id"]])
+    print(f"analysis report: {out / 'report.md'}")
+
+
 def run_demo(root: str = "data/demo", overrides=()) -> list[dict]:
     from jobs.ray_env import init_ray
 
@@ -82,6 +93,7 @@ def run_demo(root: str = "data/demo", overrides=()) -> list[dict]:
     dynamic = train_and_evaluate(dyn_cfg, "VA-RED² R(2+1)D-18")
     print("[4/4] results")
     print_table([static, dynamic])
+    analyze(static, dynamic, root)
     print(f"\nMLflow: experiment '{cfg.runtime.experiment}' in sqlite:///mlruns.db "
           f"(mlflow ui --backend-store-uri sqlite:///mlruns.db); runs {static['run_id']}, "
           f"{dynamic['run_id']}; {time.perf_counter() - started:.0f} s in all")

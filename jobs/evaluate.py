@@ -35,16 +35,26 @@ def load_for_eval(source: str, overrides=()) -> tuple[Config, torch.nn.Module]:
     return apply_overrides(cfg, overrides), model
 
 
-def speed(cfg: Config, model: torch.nn.Module, clips: torch.Tensor, device="cpu") -> dict[str, float]:
-    """Clips/s of `model` (hard policy) and of the static backbone of the same shape, same input."""
+def speed(cfg: Config, model: torch.nn.Module, clips: torch.Tensor, device="cpu",
+          rounds: int = 5) -> dict[str, float]:
+    """Clips/s of `model` (hard policy) and of the static backbone of the same shape, on the same
+    real clips, timed in alternating rounds (so a change of machine load hits both) and reported as
+    medians."""
+    import statistics
+
     from pipeline.models import build_model
     from pipeline.train.evaluate import measure_throughput
 
     torch.manual_seed(0)
-    static = build_model(dataclasses.replace(cfg.model, dynamic="none")).to(device)
-    n = clips.shape[0]
-    dyn = measure_throughput(model, tuple(clips.shape[1:]), batch_size=n, inputs=clips, device=device)
-    sta = measure_throughput(static, tuple(clips.shape[1:]), batch_size=n, inputs=clips, device=device)
+    static = build_model(dataclasses.replace(cfg.model, dynamic="none", baseline="none")).to(device)
+    shape, n = tuple(clips.shape[1:]), clips.shape[0]
+    runs: dict[str, list[float]] = {"dynamic": [], "static": []}
+    for r in range(rounds):
+        order = [("dynamic", model), ("static", static)]
+        for name, m in order if r % 2 == 0 else order[::-1]:
+            runs[name].append(measure_throughput(m, shape, batch_size=n, inputs=clips, device=device,
+                                                 iters=3, warmup=1))
+    dyn, sta = statistics.median(runs["dynamic"]), statistics.median(runs["static"])
     return {"speed/clips_per_s": dyn, "speed/static_clips_per_s": sta, "speed/ratio": dyn / sta,
             "speed/batch_size": float(n)}
 
@@ -56,8 +66,14 @@ def evaluate_model(cfg: Config, model: torch.nn.Module, device="cpu") -> dict:
     model = model.to(device)
     loader = build_loader(cfg.data, split=cfg.data.val_split, train=False)
     result = evaluate(model, loader, num_clips=cfg.data.eval_clips, device=device)
-    first = next(iter(build_loader(cfg.data, split=cfg.data.val_split, train=False)))
-    metrics = {**result.metrics("test/"), **speed(cfg, model, first.clips[first.valid], device)}
+    # Speed on a batch of real validation clips (the policy, hence the cost, depends on content).
+    clips = []
+    for batch in build_loader(cfg.data, split=cfg.data.val_split, train=False):
+        clips.append(batch.clips[batch.valid])
+        if sum(c.shape[0] for c in clips) >= cfg.data.eval_batch_size:
+            break
+    clips = torch.cat(clips)[: cfg.data.eval_batch_size]
+    metrics = {**result.metrics("test/"), **speed(cfg, model, clips, device)}
     return {"metrics": metrics, "per_class_video_top1": result.per_class_top1,
             "note": "GFLOPs are multiply-accumulates (MACs) per clip, as in the paper and fvcore"}
 

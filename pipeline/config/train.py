@@ -23,6 +23,9 @@ class TrainConfig(Section):
     schedule: Schedule = "cosine"
     lambda_e: float = 0.5  # weight of the efficiency loss L_e
     lambda_e_warmup_epochs: int = 0  # ramp lambda_e linearly from 0 over these epochs
+    # Learning-rate multiplier of the gates (ours). With Adam a parameter moves about lr per step
+    # whatever its gradient, and a gate must move its logits by ~0.5 before argmax switches.
+    gate_lr_mult: float = 1.0
     init_from: str = ""  # checkpoint of a static backbone to start the dynamic stage from
     amp: bool = True  # mixed precision, used only on GPU
     sync_bn: bool = False
@@ -35,6 +38,7 @@ class TrainConfig(Section):
         self._require(self.epochs >= 1, "epochs", "must be at least 1")
         self._require(self.lr > 0, "lr", "must be positive")
         self._require(self.lambda_e >= 0, "lambda_e", "must be 0 or more")
+        self._require(self.gate_lr_mult > 0, "gate_lr_mult", "must be positive")
         self._require(self.lambda_e_warmup_epochs >= 0, "lambda_e_warmup_epochs", "must be 0 or more")
         self._require(self.weight_decay >= 0, "weight_decay", "must be 0 or more")
         self._require(self.grad_clip >= 0, "grad_clip", "must be 0 (off) or positive")

@@ -12,13 +12,14 @@ from pipeline.config import TrainConfig
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     # No weight decay on norms, biases and gate biases: decaying beta_l would pull gates to "off".
-    decay, no_decay = [], []
+    # Gates (".gate." in the name) get their own learning rate, cfg.lr * cfg.gate_lr_mult.
+    buckets: dict[tuple[bool, bool], list] = {(g, d): [] for g in (False, True) for d in (False, True)}
     for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim <= 1 else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+        if param.requires_grad:
+            buckets[(".gate." in name, param.ndim > 1)].append(param)
+    groups = [{"params": params, "weight_decay": cfg.weight_decay if decay else 0.0,
+               "lr": cfg.lr * (cfg.gate_lr_mult if gate else 1.0)}
+              for (gate, decay), params in buckets.items() if params]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=cfg.lr)
