@@ -322,7 +322,7 @@ def finish_sweep(cfg: Config, sweep: dict, rows: list[dict], *, static_run_id: s
     tracking.log_metrics(cfg, sweep["parent_run_id"],
                          {"sweep/trials": len(rows), "sweep/completed": len(done),
                           "sweep/front_size": len(front)}, step=0)
-    tracking.end_run(cfg, sweep["parent_run_id"])
+    tracking.end_run(cfg, sweep["parent_run_id"], "FINISHED" if done else "FAILED")
     return {"name": sweep["name"], "parent_run_id": sweep["parent_run_id"], "interrupted": False,
             "rows": rows,
             "front": front, "static_run_id": static_run_id, "report": report, "registry": reg}

@@ -62,6 +62,9 @@ def run(args) -> int:
                     register=not args.no_register)
     if out["interrupted"]:
         return 130  # like a shell's Ctrl+C: the sweep is resumable, not failed
+    if not out["front"]:
+        print(f"sweep {out['name']}: no trial completed (see the trial errors above)")
+        return 1
     print(out["report"]["md"].read_text())
     print(f"front: {[r['trial_id'] for r in out['front']]}; report in {out['report']['png'].parent}; "
           f"MLflow parent run {out['parent_run_id']}")
