@@ -226,3 +226,27 @@ def test_bad_search_spaces_fail_before_ray_starts(tmp_path):
                   name="bad")
     with pytest.raises(ValueError, match="no sweep named"):
         run_sweep(cfg, name="missing", resume=True)
+
+
+def test_a_failed_trial_is_retried_from_its_checkpoint_not_from_scratch(debug_shards, tmp_path):
+    """The TorchTrainer may not retry (runtime.max_failures=0), so the injected failure after epoch
+    1 fails the trial; Tune re-runs it and its TorchTrainer resumes at epoch 2."""
+    import ray
+
+    from jobs import tracking
+    from jobs.tune import run_sweep
+
+    cfg = load_config("debug", [*sweep_overrides(debug_shards, tmp_path), "runtime.max_failures=0",
+                                "runtime.fail_at_epoch=1", "tune.static_baseline=false",
+                                "tune.scheduler=none", "tune.max_trial_failures=1"])
+    try:
+        out = run_sweep(cfg, {"train.lambda_e": ("grid", [1.0])}, name="retry", register=False)
+    finally:
+        ray.shutdown()
+    (row,) = out["rows"]
+    assert row["status"] == "completed"
+    assert list((tmp_path / "runs").glob(".failed-once-retry-*")), "the failure was not injected"
+    c = tracking.client(cfg)
+    assert c.get_run(row["run_id"]).info.status == "FINISHED"
+    # Epoch 1 was trained (and logged) once: the retry started from its checkpoint.
+    assert [m.step for m in c.get_metric_history(row["run_id"], "train/loss")] == [1, 2]
