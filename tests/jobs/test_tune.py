@@ -250,3 +250,26 @@ def test_a_failed_trial_is_retried_from_its_checkpoint_not_from_scratch(debug_sh
     assert c.get_run(row["run_id"]).info.status == "FINISHED"
     # Epoch 1 was trained (and logged) once: the retry started from its checkpoint.
     assert [m.step for m in c.get_metric_history(row["run_id"], "train/loss")] == [1, 2]
+
+
+def test_multi_objective_optuna_search_samples_lambda_e_and_s_and_runs_every_trial(debug_shards, tmp_path):
+    import ray
+
+    from jobs.tune import build_tuner, run_sweep
+
+    cfg = load_config("debug", [*sweep_overrides(debug_shards, tmp_path), "tune.scheduler=none",
+                                "tune.search=optuna", "tune.num_samples=2", "tune.static_baseline=false",
+                                "tune.lambda_e_min=0.1", "tune.lambda_e_max=10"])
+    try:
+        out = run_sweep(cfg, name="mo", register=False)  # default space: lambda_e x S
+        tuner = build_tuner(cfg, {"train.lambda_e": ("loguniform", [0.1, 10])},
+                            {"name": "x", "parent_run_id": "p"}, restore=False)
+        searcher = tuner._local_tuner._tune_config.search_alg
+        assert type(searcher).__name__ == "OptunaSearch"
+        assert searcher.metric == ["val/clip_top1", "val/gflops_avg"] and searcher.mode == ["max", "min"]
+    finally:
+        ray.shutdown()
+    assert len(out["rows"]) == 2 and all(r["status"] == "completed" for r in out["rows"])
+    for r in out["rows"]:
+        assert 0.1 <= r["lambda_e"] <= 10 and r["S"] in (2, 3, 4)
+    assert out["front"]
