@@ -13,8 +13,12 @@ from pathlib import Path
 
 from pipeline.config import Config, apply_overrides, get_preset
 
-# Stage 1 (the static backbone) trains from scratch, stage 2 starts from it: give stage 1 more.
-STATIC_EXTRA_EPOCHS = 4
+# Stage 1, the static backbone, trains from scratch (the demo preset describes stage 2).
+STATIC_STAGE = ["model.dynamic=none", "train.epochs=14", "train.lr=3e-3", "train.lambda_e=0"]
+# The sweep: lambda_e around the demo's value, each trial from the static model, 1 worker each.
+SWEEP_LAMBDAS = [0.5, 3.5, 12.0]
+SWEEP_STAGE = ["runtime.num_workers=1", "train.epochs=4", "tune.scheduler=none", "tune.num_samples=1",
+               "tune.static_baseline=false"]
 
 
 def demo_config(root: str = "data/demo", overrides=()) -> Config:
@@ -30,14 +34,14 @@ def prepare_data(cfg: Config, root: str) -> None:
     paths = {"videos": Path(root) / "videos", "train_csv": Path(root) / "train.csv",
              "val_csv": Path(root) / "val.csv"}
     if not paths["val_csv"].exists():
-        print(f"[1/4] generating the demo videos in {root}/videos")
+        print(f"[1/5] generating the demo videos in {root}/videos")
         paths = make_demo_dataset(root, num_train_per_class=32, num_val_per_class=12, seed=0,
                                   size=cfg.preprocess.short_side, fps=cfg.preprocess.fps, seconds=2.0)
     for split in ("train", "val"):
         pcfg = dataclasses.replace(cfg.preprocess, annotations=str(paths[f"{split}_csv"]),
                                    videos=str(paths["videos"]), split=split)
         summary = run_preprocess(pcfg, num_workers=cfg.runtime.num_workers)
-        print(f"[1/4] {split}: {summary.get('counts_by_status', summary.get('status_counts', ''))} "
+        print(f"[1/5] {split}: {summary.get('counts_by_status', summary.get('status_counts', ''))} "
               f"({summary['shards_written']} shards written, {summary['shards_skipped']} reused)")
 
 
@@ -75,6 +79,22 @@ def analyze(static: dict, dynamic: dict, root: str) -> None:
     print(f"analysis report: {out / 'report.md'}")
 
 
+def sweep(dyn_cfg: Config, static: dict, tag: str) -> dict:
+    from jobs.registry import compare
+    from jobs.tune import run_sweep
+
+    cfg = apply_overrides(dyn_cfg, SWEEP_STAGE)
+    out = run_sweep(cfg, {"train.lambda_e": ("grid", SWEEP_LAMBDAS)}, name=f"demo-sweep-{tag}",
+                    static_run_id=static["run_id"])
+    print("\nlambda_e -> GFLOPs avg (hard policy), clip-1:")
+    for row in sorted(out["rows"], key=lambda r: r["lambda_e"]):
+        print(f"  {row['lambda_e']:6.2f} -> {row.get('test/gflops_avg', float('nan')):.4f}  {row.get('test/clip_top1', float('nan')):.3f}"
+              f"{'  (on the front)' if row.get('on_front') else ''}")
+    print(f"Pareto plot and table: MLflow run {out['parent_run_id']} (sweep/)")
+    print(compare(cfg, out["registry"]["name"], sweep=out["name"]))
+    return out
+
+
 def run_demo(root: str = "data/demo", overrides=()) -> list[dict]:
     from jobs.ray_env import init_ray
 
@@ -83,17 +103,19 @@ def run_demo(root: str = "data/demo", overrides=()) -> list[dict]:
     tag = time.strftime("%Y%m%d-%H%M%S")
     init_ray(cfg)
     prepare_data(cfg, root)
-    print("[2/4] static R(2+1)D baseline on Ray Train")
-    static_cfg = apply_overrides(cfg, ["model.dynamic=none", f"runtime.run_name=demo-static-{tag}",
-                                       f"train.epochs={cfg.train.epochs + STATIC_EXTRA_EPOCHS}"])
+    print("[2/5] static R(2+1)D baseline on Ray Train")
+    static_cfg = apply_overrides(cfg, [*STATIC_STAGE, f"runtime.run_name=demo-static-{tag}"])
     static = train_and_evaluate(static_cfg, "static R(2+1)D-18")
-    print("[3/4] VA-RED² (temporal + channel, S=2) initialised from the static model")
+    print(f"[3/5] VA-RED² ({cfg.model.dynamic}, S={cfg.model.search_space}, lambda_e="
+          f"{cfg.train.lambda_e}) initialised from the static model")
     dyn_cfg = apply_overrides(cfg, [f"train.init_from={static['checkpoint']}",
                                     f"runtime.run_name=demo-vared2-{tag}"])
     dynamic = train_and_evaluate(dyn_cfg, "VA-RED² R(2+1)D-18")
-    print("[4/4] results")
+    print("[4/5] results")
     print_table([static, dynamic])
     analyze(static, dynamic, root)
+    print(f"[5/5] Ray Tune sweep over lambda_e = {SWEEP_LAMBDAS}, Pareto front, model registry")
+    sweep(dyn_cfg, static, tag)
     print(f"\nMLflow: experiment '{cfg.runtime.experiment}' in sqlite:///mlruns.db "
           f"(mlflow ui --backend-store-uri sqlite:///mlruns.db); runs {static['run_id']}, "
           f"{dynamic['run_id']}; {time.perf_counter() - started:.0f} s in all")

@@ -58,15 +58,21 @@ def kinetics_x3d() -> Config:
 
 
 def demo() -> Config:
-    """The `make demo` run: the generated digits dataset, a narrow R(2+1)D-18, 2 CPU workers."""
+    """The `make demo` run: the generated digits dataset, a narrow R(2+1)D-18, 2 CPU workers.
+
+    This is the VA-RED² stage (temporal redundancy, which is what the demo classes differ in),
+    started from the static model (`jobs/demo.py` trains that one with `model.dynamic=none`,
+    `train.lr=3e-3` and more epochs). lambda_e and the gate learning rate were chosen on the demo
+    data: lambda_e 1.5 / 2.5 / 3.5 cut GFLOPs avg by 6 / 10 / 12% (benchmarks/RESULTS.md).
+    """
     return Config(
         name="demo",
-        model=ModelConfig(backbone="r2plus1d_18", num_classes=4, base_width=16),
+        model=ModelConfig(backbone="r2plus1d_18", num_classes=4, base_width=16, dynamic="temporal"),
         data=DataConfig(root="data/demo/shards", num_frames=8, frame_stride=2, crop_size=64,
                         jitter_short_side_min=64, jitter_short_side_max=72, eval_short_side=64,
                         eval_clips=3, batch_size=4, eval_batch_size=8, num_workers=0, prefetch=2),
-        train=TrainConfig(epochs=10, optimizer="adamw", lr=3e-3, weight_decay=1e-4, lambda_e=1.0,
-                          lambda_e_warmup_epochs=1, log_every=10),
+        train=TrainConfig(epochs=6, optimizer="adamw", lr=1e-3, weight_decay=1e-4, lambda_e=3.5,
+                          gate_lr_mult=10.0, log_every=10),
         runtime=RuntimeConfig(num_workers=2, storage_path="runs", experiment="vared2-demo",
                               registered_model="vared2-demo"),
         preprocess=PreprocessConfig(format="kinetics", output="data/demo/shards", short_side=64,
@@ -80,11 +86,12 @@ def debug() -> Config:
     return replace(
         base,
         name="debug",
-        model=replace(base.model, base_width=4),
+        model=replace(base.model, base_width=4, dynamic="both"),
         data=replace(base.data, root="data/debug/shards", num_frames=4, crop_size=32,
                      jitter_short_side_min=32, jitter_short_side_max=36, eval_short_side=32,
                      eval_clips=2, batch_size=4, eval_batch_size=4),
-        train=replace(base.train, epochs=2, log_every=5),
+        train=TrainConfig(epochs=2, optimizer="adamw", lr=3e-3, weight_decay=1e-4, lambda_e=1.0,
+                          lambda_e_warmup_epochs=1, log_every=5),
         runtime=replace(base.runtime, num_workers=1, experiment="vared2-debug",
                         registered_model="vared2-debug"),
         preprocess=replace(base.preprocess, output="data/debug/shards", short_side=32, min_frames=4),
