@@ -91,7 +91,7 @@ def sweep(dyn_cfg: Config, static: dict, tag: str) -> dict:
         print(f"  {row['lambda_e']:6.2f} -> {row.get('test/gflops_avg', float('nan')):.4f}  {row.get('test/clip_top1', float('nan')):.3f}"
               f"{'  (on the front)' if row.get('on_front') else ''}")
     print(f"Pareto plot and table: MLflow run {out['parent_run_id']} (sweep/)")
-    print(compare(cfg, out["registry"]["name"], sweep=out["name"]))
+    compare(cfg, out["registry"]["name"], sweep=out["name"])  # prints the table
     return out
 
 
