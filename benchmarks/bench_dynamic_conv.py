@@ -133,7 +133,10 @@ def main() -> None:
             dynamic.clear_policy()
             randomise_gates(dynamic)
         for batch in args.batch_sizes:
-            x = torch.randn(batch, *shape)
+            # Clips that differ in content (brightness, contrast), so gates can tell them apart.
+            g = torch.Generator().manual_seed(batch)
+            x = (torch.randn(batch, *shape, generator=g) * (0.5 + torch.rand(batch, 1, 1, 1, 1, generator=g))
+                 + 2 * torch.randn(batch, 3, 1, 1, 1, generator=g))
             with torch.no_grad():
                 out = dynamic(x)
             ratio = static_gmacs / (float(out.macs.double().mean()) / 1e9)
