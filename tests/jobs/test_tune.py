@@ -140,7 +140,7 @@ def test_sweep_has_a_parent_run_with_the_front_plot_and_table_and_a_child_run_pe
 @pytest.mark.xfail(strict=False, reason=(
     "not reliable on the debug preset: L_e only pushes on correctly classified samples (mu_0) and "
     "the tiny model stays near chance accuracy for 2 epochs, so gate drift dominates; measured "
-    "orders vary run to run (.notes/RESULTS_sweep.md)"))
+    "orders vary run to run (benchmarks/RESULTS.md, section 5)"))
 def test_larger_lambda_e_gives_fewer_gflops(sweep):
     """Compared after epoch 1, which every trial reaches (ASHA may stop some there)."""
     from jobs import tracking
