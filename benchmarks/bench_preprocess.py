@@ -7,7 +7,7 @@ Sources are generated digit videos (H.264, `--size` square, `--src-fps`, `--seco
 numbers are comparable between machines but lighter than real Kinetics clips (340x256, 10 s).
 Measures videos/s per core of (a) the floor, (b) `preprocessing.run.preprocess` in one process
 (transcode + validation decode + sha256 + tar/.idx/manifest), and (c) the Ray job with 1 and 2
-workers (Ray started before timing). Prints a table and writes it to --results.
+workers (Ray started before timing). Prints a table (and writes it to --results FILE if given).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="largest Ray worker count (default 2)")
     ap.add_argument("--repeats", type=int, default=3, help="alternating repeats, best kept")
     ap.add_argument("--no-ray", action="store_true")
-    ap.add_argument("--results", default=".notes/RESULTS_preprocessing.md")
+    ap.add_argument("--results", default="", help="also write the table to this Markdown file")
     args = ap.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="bench_preprocess_"))
@@ -189,9 +189,10 @@ def main() -> int:
                      f"{ray_rows[1][2] / ray_rows[0][2]:.2f}x (ideal {ray_rows[1][1]}x).")
     text = "\n".join(lines) + "\n"
     print(text)
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.results).write_text(text)
-    print(f"written to {args.results}")
+    if args.results:
+        Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results).write_text(text)
+        print(f"written to {args.results}")
     return 0
 
 
