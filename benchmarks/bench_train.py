@@ -31,10 +31,13 @@ def plain_loop(cfg) -> list[float]:
     model = build_model(cfg.model)
     per_epoch: list[float] = []
 
-    def batches(epoch):
-        return build_loader(cfg.data, split=cfg.data.train_split, train=True, epoch=epoch)
+    loader = build_loader(cfg.data, split=cfg.data.train_split, train=True)
 
-    train_epochs(cfg, model=model, train_batches=batches, steps_per_epoch=len(batches(0)),
+    def batches(epoch):
+        loader.set_epoch(epoch)
+        return loader
+
+    train_epochs(cfg, model=model, train_batches=batches, steps_per_epoch=len(loader),
                  on_epoch_end=lambda r: per_epoch.append(r.metrics["train/clips_per_s"]),
                  log=lambda s: None)
     return per_epoch

@@ -81,17 +81,24 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     device_id = ctx.get_local_rank() if cfg.runtime.use_gpu else None  # DALI decodes on it
 
-    def train_batches(epoch: int):
-        return build_loader(cfg.data, split=cfg.data.train_split, train=True, rank=rank,
-                            world_size=world, epoch=epoch, device_id=device_id)
+    # Loaders are built once per run (a DALI pipeline or an FFCV reader is costly to make) and
+    # moved to each epoch's sampling with set_epoch.
+    train_loader = build_loader(cfg.data, split=cfg.data.train_split, train=True, rank=rank,
+                                world_size=world, epoch=0, device_id=device_id)
+    val_loader = None
 
-    steps = len(train_batches(0))
+    def train_batches(epoch: int):
+        train_loader.set_epoch(epoch)
+        return train_loader
 
     def evaluate_fn(m, epoch):
+        nonlocal val_loader
         if rank != 0 or (epoch + 1) % cfg.train.eval_every and epoch + 1 != cfg.train.epochs:
             return None
-        loader = build_loader(cfg.data, split=cfg.data.val_split, train=False, device_id=device_id)
-        return evaluate(unwrap(m), loader, num_clips=cfg.data.eval_clips, device=device)
+        if val_loader is None:
+            val_loader = build_loader(cfg.data, split=cfg.data.val_split, train=False,
+                                      device_id=device_id)
+        return evaluate(unwrap(m), val_loader, num_clips=cfg.data.eval_clips, device=device)
 
     storage = Path(cfg.runtime.storage_path)
 
@@ -108,7 +115,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             ray.train.report(report.metrics, checkpoint=ckpt)
         _maybe_fail(cfg, report.epoch, storage)
 
-    train_epochs(cfg, model=model, train_batches=train_batches, steps_per_epoch=steps,
+    train_epochs(cfg, model=model, train_batches=train_batches, steps_per_epoch=len(train_loader),
                  evaluate_fn=evaluate_fn, on_epoch_end=on_epoch_end, resume_state=resume,
                  device=device, rank=rank)
 
