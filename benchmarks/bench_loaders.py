@@ -16,7 +16,6 @@ import dataclasses
 import tempfile
 import time
 
-import numpy as np
 
 from pipeline.config.data import DataConfig
 from pipeline.data import build_loader, sampling

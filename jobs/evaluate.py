@@ -68,7 +68,7 @@ def evaluate_model(cfg: Config, model: torch.nn.Module, device="cpu") -> dict:
     result = evaluate(model, loader, num_clips=cfg.data.eval_clips, device=device)
     # Speed on a batch of real validation clips (the policy, hence the cost, depends on content).
     clips = []
-    for batch in build_loader(cfg.data, split=cfg.data.val_split, train=False):
+    for batch in loader:
         clips.append(batch.clips[batch.valid])
         if sum(c.shape[0] for c in clips) >= cfg.data.eval_batch_size:
             break

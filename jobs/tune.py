@@ -13,7 +13,6 @@ evaluated from their last checkpoint, the Pareto front is computed, reported and
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path

@@ -47,7 +47,6 @@ def run(args) -> int:
 
 
 def _checkpoint(args) -> int:
-    import itertools
 
     import torch
 

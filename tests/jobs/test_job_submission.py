@@ -108,7 +108,6 @@ def dataset(tmp_path_factory):
 
 
 def submit_and_wait(client, entrypoint: str) -> tuple[str, object]:
-    from ray.job_submission import JobStatus
 
     job_id = client.submit_job(entrypoint=entrypoint,
                                runtime_env={"working_dir": str(REPO), "excludes": EXCLUDES})

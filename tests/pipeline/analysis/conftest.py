@@ -1,7 +1,6 @@
 """A tiny debug VA-RED² model trained in-process for a few steps on synthetic clips whose classes
 differ in temporal redundancy (frozen, slow, fast, noise), and the evaluation batches it is analysed on."""
 
-import dataclasses
 
 import pytest
 import torch

@@ -3,7 +3,6 @@
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
 from matplotlib import image as mpimg
 
 from pipeline.analysis import (collect_policies, cost_summary, policy_table, unit_ratios, write_clips,
