@@ -60,8 +60,12 @@ def speed(cfg: Config, model: torch.nn.Module, clips: torch.Tensor, device="cpu"
 
 
 def evaluate_model(cfg: Config, model: torch.nn.Module, device="cpu") -> dict:
+    from pipeline.allocator import keep_freed_memory
     from pipeline.data import build_loader
     from pipeline.train.evaluate import evaluate
+
+    if cfg.runtime.keep_freed_memory:
+        keep_freed_memory()
 
     model = model.to(device)
     loader = build_loader(cfg.data, split=cfg.data.val_split, train=False)

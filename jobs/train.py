@@ -45,6 +45,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     import torch
 
     from jobs import tracking
+    from pipeline.allocator import keep_freed_memory
     from pipeline.data import build_loader
     from pipeline.models import build_model
     from pipeline.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
@@ -52,6 +53,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from pipeline.train.loop import train_epochs
 
     cfg = from_dict(Config, loop_config["config"])
+    if cfg.runtime.keep_freed_memory:
+        keep_freed_memory()
     run_id = loop_config["run_id"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
