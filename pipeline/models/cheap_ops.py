@@ -68,6 +68,11 @@ class ChannelCheapOp(nn.Module):
         src = y[:, : self.new] if self.source is None else y.index_select(1, self.source)
         return depthwise_frames(src, self.weight)
 
+    def new_maps_3d(self, y: Tensor) -> Tensor:
+        """`new_maps` as one depthwise Conv3d with a 1x3x3 kernel (the torch.compile path)."""
+        src = y[:, : self.new] if self.source is None else y.index_select(1, self.source)
+        return F.conv3d(src, self.weight.view(self.new, 1, 1, 3, 3), padding=(0, 1, 1), groups=self.new)
+
     def macs(self, frames: int, height: int, width: int) -> int:
         return depthwise_frames_macs(self.new, frames, height, width)
 
@@ -113,6 +118,13 @@ class TemporalCheapOp(nn.Module):
         kernel = weight[:, None, :k].expand(c, n, k, 3, 3)  # (c, n, k, 3, 3)
         new = depthwise_frames(src.view(b, c * n * k, 1, h, w), kernel.reshape(c * n * k, 3, 3))
         return new.view(b, c, n, k, h, w)
+
+    def new_frames_3d(self, y: Tensor, factor: int) -> Tensor:
+        """`new_frames` for all C channels as depthwise Conv3ds with 1x3x3 kernels, one per offset
+        (the torch.compile path): y (B, C, n, H, W) -> (B, C, n, R - 1, H, W)."""
+        c = y.shape[1]
+        return torch.stack([F.conv3d(y, self.weight[:, k].reshape(c, 1, 1, 3, 3), padding=(0, 1, 1), groups=c)
+                            for k in range(factor - 1)], dim=3)
 
     def macs(self, factor: int, frames: int, height: int, width: int) -> int:
         return depthwise_frames_macs(self.channels * (factor - 1), frames, height, width)

@@ -318,6 +318,8 @@ class DynamicConvBase(nn.Module):
         if self.spatial_dims != 3 or y.shape[2] * factor != out_frames:  # 2D, or a trimmed last group
             full = self._fill_frames(self._fill_channels(y, i), factor, out_frames)
             return full if dst is None else _put(dst, idx, full)
+        if dst is None and torch.compiler.is_compiling():
+            return self._assemble_functional(y, i, factor)
         b, _, n, h, w = y.shape
         if dst is None:
             dst = y.new_empty(b, self.out_channels, out_frames, h, w)
@@ -331,6 +333,19 @@ class DynamicConvBase(nn.Module):
             if new is not None:
                 _put(slots[:, m:, :, 1:], idx, self.temporal_op.new_frames(new, factor, first_channel=m))
         return dst
+
+    def _assemble_functional(self, y: Tensor, i: int, factor: int) -> Tensor:
+        """`_variant`'s assembly as concatenations of 3D depthwise convs, for torch.compile: inductor
+        turns the concatenations into direct writes fused with the following BatchNorm / ReLU in
+        whatever memory layout it picks, where the in-place slot writes and the frames-into-channels
+        views of the eager path force layout-converting scalar loops. Same values."""
+        full = y
+        if i > 0 and self.channel_ops[i - 1].new:
+            full = torch.cat([y, self.channel_ops[i - 1].new_maps_3d(y)], dim=1)
+        if factor == 1:
+            return full
+        frames = self.temporal_op.new_frames_3d(full, factor)  # (B, C, n, R - 1, H, W)
+        return torch.cat([full.unsqueeze(3), frames], dim=3).flatten(2, 3)
 
     def _mixing_weights(self, values: Tensor, chosen: Tensor) -> Tensor:
         """(B, S) weights of the variants in a training forward.

@@ -62,6 +62,43 @@ def test_hard_forced_equals_soft_forced(conv_name, search_space):
                 torch.testing.assert_close(hard, soft, atol=1e-5, rtol=1e-5)
 
 
+def _randomise_cheap_ops(layer):
+    with torch.no_grad():
+        for op in list(layer.channel_ops or []) + [layer.temporal_op]:
+            if op is not None:
+                op.weight.normal_()
+
+
+@pytest.mark.parametrize("conv_name", ["spatial_1x3x3", "temporal_3x1x1", "full_3x3x3_bias", "depthwise"])
+@pytest.mark.parametrize("search_space", [2, 3, 4])
+def test_compile_path_assembly_equals_eager_assembly(conv_name, search_space, monkeypatch):
+    """Under torch.compile the hard path assembles with concatenations instead of slot writes."""
+    layer, _, x = _pair(conv_name, search_space=search_space)
+    _randomise_cheap_ops(layer)
+    layer.execution = "hard"
+    with torch.no_grad():
+        eager = {}
+        for i in range(search_space):
+            for j in range(search_space):
+                layer.forced = (i, j)
+                eager[i, j] = layer(x)
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+        for (i, j), expected in eager.items():
+            layer.forced = (i, j)
+            torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_hard_layer_equals_eager_layer():
+    layer, _, x = _pair("spatial_1x3x3")
+    _randomise_cheap_ops(layer)
+    layer.execution, layer.forced = "hard", (1, 1)
+    with torch.no_grad():
+        expected = layer(x)
+        compiled = torch.compile(layer, fullgraph=True)
+        torch.testing.assert_close(compiled(x), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_computed_part_is_a_slice_of_the_full_output():
     layer, ref, x = _pair("full_3x3x3_bias")
     layer.execution, layer.forced = "hard", (1, 1)
