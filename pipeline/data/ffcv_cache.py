@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pipeline.data import sampling
-from pipeline.data.contract import Batch, LoadStats, normalize_uint8
+from pipeline.data.contract import Batch, LoadStats
 from pipeline.data.pyav_loader import ClipSpec, video_clips
 from pipeline.data.sharding import batch_slices, index_split, rank_items
+from pipeline.data.transform import normalize_into, resample_clip
 
 
 def cache_path(cfg, split: str, train: bool) -> Path:
@@ -60,7 +62,7 @@ class _Clips:
         if self._last is None or self._last[0] != v:
             try:
                 clips, label = video_clips(self.refs[v], self.spec, epoch=0)
-                self._last = (v, [x.numpy() for x in clips], label, self.refs[v].video_index)
+                self._last = (v, clips, label, self.refs[v].video_index)
             except Exception:  # any failure of one video must not stop the write
                 side = self.spec.crop_size
                 blank = np.zeros((self.spec.num_frames, side, side, 3), np.uint8)
@@ -90,25 +92,24 @@ def write_cache(cfg, *, split: str, train: bool, path: str | Path | None = None,
     return path
 
 
-def jitter_stored(clips: torch.Tensor, rng: np.random.Generator, *, short_min: int, short_max: int,
-                  crop: int, flip: bool) -> torch.Tensor:
-    """Training jitter on stored squares, uint8 (B, T, S, S, 3) -> uint8 (B, T, crop, crop, 3).
+def clip_params(n: int, rng: np.random.Generator, cfg, train: bool) -> list[sampling.SpatialParams]:
+    """Spatial parameters of the n clips of a batch, drawn in clip order from `rng` (training:
+    jitter of the stored squares; evaluation: the stored clip as it is)."""
+    if not train:
+        return [sampling.eval_spatial(cfg.crop_size)] * n
+    return [sampling.train_spatial(rng, short_min=cfg.jitter_short_side_min,
+                                   short_max=cfg.jitter_short_side_max, flip=cfg.flip)
+            for _ in range(n)]
 
-    Equal to resizing the square to s x s and cropping, but resamples only the crop window."""
-    import cv2
 
-    out = np.empty((clips.shape[0], clips.shape[1], crop, crop, 3), np.uint8)
-    side = clips.shape[2]
-    for b, clip in enumerate(clips.numpy()):
-        p = sampling.train_spatial(rng, short_min=short_min, short_max=short_max, flip=flip)
-        w = max(crop, int(round(crop * side / p.short_side)))  # the crop window in stored pixels
-        y0 = int(round(p.crop_y * (side - w)))
-        x0 = int(round(p.crop_x * (side - w)))
-        for t, frame in enumerate(clip[:, y0:y0 + w, x0:x0 + w]):
-            out[b, t] = cv2.resize(frame, (crop, crop), interpolation=cv2.INTER_AREA)
-        if p.flip:
-            out[b] = out[b, :, :, ::-1]
-    return torch.from_numpy(out)
+def transform_stored(stored: np.ndarray, params: sampling.SpatialParams, crop: int,
+                     out: torch.Tensor) -> None:
+    """One stored uint8 (T, S, S, 3) clip -> its slot of the float batch: the training jitter
+    resamples only the crop window of the square (as if resized to params.short_side, then
+    cropped); evaluation clips are stored at crop size and only normalised."""
+    if stored.shape[1] != crop or params.flip:
+        stored = resample_clip(stored, params, crop)
+    normalize_into(stored, out)
 
 
 class FFCVLoader:
@@ -132,6 +133,7 @@ class FFCVLoader:
         self.videos_per_batch = cfg.batch_size if train else max(1, cfg.eval_batch_size // cfg.eval_clips)
         self.stats = LoadStats()
         self._loader = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -180,16 +182,18 @@ class FFCVLoader:
         loader.traversal_order.indices = loader.indices
         loader.first_traversal_order = loader.indices
         rng = np.random.default_rng([self.cfg.seed, self.epoch, self.rank, 0xFFC7])
+        if self._pool is None:  # cv2 and torch release the GIL: clips of a batch run in parallel
+            self._pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="ffcv-clips")
+        crop = self.cfg.crop_size
         for b, (clips, label, video, clip_index) in enumerate(loader):
             # ffcv reuses its output buffers for later batches: copy what outlives this step.
             label, video, clip_index = (t.view(-1).long().clone() for t in (label, video, clip_index))
             ok = torch.tensor(valid[b * clips_per_batch:b * clips_per_batch + len(clips)])
-            if self.train:
-                cfg = self.cfg
-                clips = jitter_stored(clips, rng, short_min=cfg.jitter_short_side_min,
-                                      short_max=cfg.jitter_short_side_max, crop=cfg.crop_size,
-                                      flip=cfg.flip)
+            params = clip_params(len(clips), rng, self.cfg, self.train)
+            stored = clips.numpy()
+            out = torch.empty(len(clips), 3, self.cfg.num_frames, crop, crop)
+            list(self._pool.map(transform_stored, stored, params, [crop] * len(clips), out))
             self.stats.num_clips += len(clips)
-            yield Batch(normalize_uint8(clips), label,
+            yield Batch(out, label,
                         [self.keys[v] if o else "" for v, o in zip(video.tolist(), ok.tolist())],
                         torch.where(ok, video, -1), clip_index, ok)

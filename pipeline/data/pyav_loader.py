@@ -1,5 +1,5 @@
 """CPU backend: samples read from the shards through their index, decoded by PyAV (only the frames a
-clip needs), transformed in torch DataLoader workers.
+clip needs), cropped, resampled and normalised in torch DataLoader workers (transform.py).
 
 Each DataLoader item is one whole batch, built from a contiguous slice of this rank's samples
 (sharding.py), so the batch count per rank is fixed before any video is opened and the content of a
@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from pipeline.data import sampling
-from pipeline.data.contract import Batch, LoadStats, normalize_uint8
-from pipeline.data.decode import CorruptVideo, decode_frames, probe_num_frames
+from pipeline.data.contract import Batch, LoadStats
+from pipeline.data.decode import CorruptVideo, decode_frame_list, probe_num_frames
 from pipeline.data.sharding import SampleRef, batch_slices, index_split, rank_items, read_fields
+from pipeline.data.transform import batch_buffer, normalize_into, resample_clip
 
 FIELDS = ("mp4", "cls", "label", "nframes", "json")
 
@@ -67,21 +68,9 @@ def parse_label_nframes(fields: dict[str, bytes]) -> tuple[int, int | None]:
     return label, None
 
 
-def crop_flip(frames: np.ndarray, params: sampling.SpatialParams, crop: int) -> torch.Tensor:
-    """uint8 (T, H', W', 3) already resized to params.short_side -> uint8 (T, crop, crop, 3)."""
-    height, width = frames.shape[1:3]
-    if height < crop or width < crop:
-        raise ValueError(f"resized frame {height}x{width} is smaller than crop_size={crop}")
-    y0 = sampling.crop_offset(height, crop, params.crop_y)
-    x0 = sampling.crop_offset(width, crop, params.crop_x)
-    x = frames[:, y0:y0 + crop, x0:x0 + crop]
-    if params.flip:
-        x = x[:, :, ::-1]
-    return torch.from_numpy(np.ascontiguousarray(x))
-
-
-def video_clips(ref: SampleRef, spec: ClipSpec, epoch: int) -> tuple[list[torch.Tensor], int]:
-    """All clips one video contributes (1 in training, K in evaluation) and its label."""
+def video_clips(ref: SampleRef, spec: ClipSpec, epoch: int) -> tuple[np.ndarray, int]:
+    """All clips one video contributes (1 in training, K in evaluation), uint8
+    (K, T, crop, crop, 3), and its label."""
     fields = read_fields(ref, FIELDS)
     if "mp4" not in fields:
         raise CorruptVideo("sample has no mp4")
@@ -98,53 +87,95 @@ def video_clips(ref: SampleRef, spec: ClipSpec, epoch: int) -> tuple[list[torch.
                                            spec.eval_clips).tolist()
         spatial = sampling.eval_spatial(spec.eval_short_side)
     indices = [sampling.clip_indices(s, nframes, spec.num_frames, spec.frame_stride) for s in starts]
-    # one decoding pass for all K clips, resized during the colour conversion
-    frames = decode_frames(fields["mp4"], np.concatenate(indices), short_side=spatial.short_side)
-    frames = crop_flip(frames, spatial, spec.crop_size)
-    return list(frames.split(spec.num_frames)), label
+    # one decoding pass for all K clips at native size; only each crop window is resampled
+    frames = decode_frame_list(fields["mp4"], np.concatenate(indices))
+    crop = spec.crop_size
+    clips = np.empty((len(starts), spec.num_frames, crop, crop, 3), np.uint8)
+    for k in range(len(starts)):
+        resample_clip(frames[k * spec.num_frames:(k + 1) * spec.num_frames], spatial, crop, clips[k])
+    return clips, label
 
 
 class BatchDataset(torch.utils.data.Dataset):
-    """Item b = batch b of this rank in this epoch, as uint8 tensors (normalised in the main process)."""
+    """Item (epoch, b) = batch b of this rank in that epoch, clips already normalised.
 
-    def __init__(self, refs: list[SampleRef], items: list[int | None], spec: ClipSpec, epoch: int,
+    The epoch travels with the index, so the DataLoader's worker processes live for the loader's
+    life (persistent_workers) instead of being restarted every epoch."""
+
+    def __init__(self, refs: list[SampleRef], spec: ClipSpec, rank: int, world_size: int,
                  videos_per_batch: int):
-        self.refs, self.items, self.spec, self.epoch = refs, items, spec, epoch
-        self.slices = batch_slices(len(items), videos_per_batch, drop_last=spec.train)
+        self.refs, self.spec, self.rank, self.world_size = refs, spec, rank, world_size
+        self.videos_per_batch = videos_per_batch
+        self._epoch_items: tuple[int, list[int | None], list[slice]] | None = None
 
-    def __len__(self) -> int:
-        return len(self.slices)
+    def plan(self, epoch: int) -> tuple[list[int | None], list[slice]]:
+        """This rank's items in `epoch` and their batch slices (cached for the current epoch)."""
+        if self._epoch_items is None or self._epoch_items[0] != epoch:
+            items = rank_items(len(self.refs), rank=self.rank, world_size=self.world_size,
+                               seed=self.spec.seed, epoch=epoch, shuffle=self.spec.train,
+                               pad=not self.spec.train)
+            slices = batch_slices(len(items), self.videos_per_batch, drop_last=self.spec.train)
+            self._epoch_items = (epoch, items, slices)
+        return self._epoch_items[1], self._epoch_items[2]
 
-    def __getitem__(self, b: int) -> dict:
+    def __getitem__(self, index: tuple[int, int]) -> dict:
+        epoch, b = index
+        items, slices = self.plan(epoch)
         spec, k = self.spec, self.spec.clips_per_video
-        clips, labels, keys, vids, clip_ids, valid, corrupt = [], [], [], [], [], [], []
-        blank = torch.zeros(spec.num_frames, spec.crop_size, spec.crop_size, 3, dtype=torch.uint8)
-        fallback = self.slices[b].stop  # next rank item to try in place of a corrupt video
-        for position in range(self.slices[b].start, self.slices[b].stop):
-            item, ok = self.items[position], False
-            for _attempt in range(len(self.items) if spec.train else 1):
+        out = batch_buffer(len(range(slices[b].start, slices[b].stop)) * k, spec.num_frames,
+                           spec.crop_size)
+        labels, keys, vids, clip_ids, valid, corrupt = [], [], [], [], [], []
+        fallback = slices[b].stop  # next rank item to try in place of a corrupt video
+        for position in range(slices[b].start, slices[b].stop):
+            item, video = items[position], None
+            for _attempt in range(len(items) if spec.train else 1):
                 if item is None:
                     break
                 ref = self.refs[item]
                 try:
-                    video, label = video_clips(ref, spec, self.epoch)
-                    ok = True
+                    video, label = video_clips(ref, spec, epoch)
                     break
                 except Exception as exc:  # any failure of one video must not stop the epoch
                     corrupt.append(f"{ref.key}: {type(exc).__name__}: {exc}"[:300])
-                    item = self.items[fallback % len(self.items)]
+                    item = items[fallback % len(items)]
                     fallback += 1
-            if not ok:
-                video, label = [blank] * k, -1
-            clips.extend(video)
-            labels.extend([label] * k)
+            ok = video is not None
+            first = len(labels)
+            for c in range(k):
+                if ok:
+                    normalize_into(video[c], out[first + c])
+                else:  # an all-zero uint8 clip, normalised like any other
+                    normalize_into(torch.zeros(spec.num_frames, spec.crop_size, spec.crop_size, 3,
+                                               dtype=torch.uint8), out[first + c])
+            labels.extend([label if ok else -1] * k)
             keys.extend([self.refs[item].key if ok else ""] * k)
             vids.extend([self.refs[item].video_index if ok else -1] * k)
             clip_ids.extend(range(k))
             valid.extend([ok] * k)
-        return {"clips": torch.stack(clips), "labels": torch.tensor(labels), "keys": keys,
+        return {"clips": out, "labels": torch.tensor(labels), "keys": keys,
                 "video_index": torch.tensor(vids), "clip_index": torch.tensor(clip_ids),
                 "valid": torch.tensor(valid), "corrupt": corrupt}
+
+
+class _EpochBatches(torch.utils.data.Sampler):
+    """Yields (epoch, b) for every batch of the loader's current epoch, read when iteration starts."""
+
+    def __init__(self, loader: "PyAVLoader"):
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        epoch = self.loader.epoch
+        return iter([(epoch, b) for b in range(len(self.loader))])
+
+
+def _single_threaded(_worker_id: int) -> None:
+    """Workers parallelise across batches; OpenCV's own threads would only compete with them
+    (torch already runs one thread per worker)."""
+    import cv2
+    cv2.setNumThreads(1)
 
 
 class PyAVLoader:
@@ -159,28 +190,26 @@ class PyAVLoader:
         self.prefetch, self.pin_memory = cfg.prefetch, pin_memory
         self.videos_per_batch = cfg.batch_size if train else max(1, cfg.eval_batch_size // cfg.eval_clips)
         self.stats = LoadStats()
+        self._dataset = BatchDataset(self.refs, self.spec, rank, world_size, self.videos_per_batch)
+        self._loader = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def dataset(self) -> BatchDataset:
-        items = rank_items(len(self.refs), rank=self.rank, world_size=self.world_size,
-                           seed=self.spec.seed, epoch=self.epoch, shuffle=self.spec.train,
-                           pad=not self.spec.train)
-        return BatchDataset(self.refs, items, self.spec, self.epoch, self.videos_per_batch)
-
     def __len__(self) -> int:
-        return len(self.dataset())
+        return len(self._dataset.plan(self.epoch)[1])
 
     def __iter__(self):
         self.stats = LoadStats()
-        extra = {"prefetch_factor": self.prefetch, "persistent_workers": False} if self.num_workers else {}
-        loader = torch.utils.data.DataLoader(self.dataset(), batch_size=None, shuffle=False,
-                                             num_workers=self.num_workers,
-                                             pin_memory=self.pin_memory, **extra)
-        for raw in loader:
+        if self._loader is None:  # built once: its workers persist from epoch to epoch
+            extra = ({"prefetch_factor": self.prefetch, "persistent_workers": True,
+                      "worker_init_fn": _single_threaded} if self.num_workers else {})
+            self._loader = torch.utils.data.DataLoader(
+                self._dataset, batch_size=None, sampler=_EpochBatches(self),
+                num_workers=self.num_workers, pin_memory=self.pin_memory, **extra)
+        for raw in self._loader:
             self.stats.num_clips += len(raw["keys"])
             self.stats.num_corrupt += len(raw["corrupt"])
             self.stats.corrupt_keys.extend(raw["corrupt"])
-            yield Batch(normalize_uint8(raw["clips"]), raw["labels"], raw["keys"],
-                        raw["video_index"], raw["clip_index"], raw["valid"])
+            yield Batch(raw["clips"], raw["labels"], raw["keys"], raw["video_index"],
+                        raw["clip_index"], raw["valid"])

@@ -9,7 +9,8 @@ index past the end repeats the last frame ("edge" padding, DALI's pad_mode="edge
 Spatial: training resizes the short side to a random integer in [jitter_min, jitter_max], crops a
 random square of crop_size and flips with p=0.5; evaluation resizes to eval_short_side and crops the
 centre. Crop positions are fractions in [0, 1] of the free range so that they do not depend on the
-resized size (the convention of DALI's crop_pos_x / crop_pos_y).
+resized size (the convention of DALI's crop_pos_x / crop_pos_y). The CPU backends resample only the
+source window that the crop covers (`source_window`); DALI resizes the whole frame, then crops.
 """
 
 from __future__ import annotations
@@ -76,6 +77,17 @@ def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
 
 def crop_offset(size: int, crop: int, pos: float) -> int:
     return int(round(pos * (size - crop)))
+
+
+def source_window(height: int, width: int, params: SpatialParams, crop: int) -> tuple[int, int, int]:
+    """(y0, x0, side): the square of a height x width frame that resizing the short side to
+    `params.short_side` and cropping `crop` x `crop` at (crop_y, crop_x) keeps. Its side is
+    crop * short / short_side rounded to whole source pixels, at the same fractions of the free range."""
+    if params.short_side < crop:
+        raise ValueError(f"short side {params.short_side} is smaller than crop_size={crop}")
+    short = min(height, width)
+    side = min(short, max(1, int(round(crop * short / params.short_side))))
+    return crop_offset(height, side, params.crop_y), crop_offset(width, side, params.crop_x), side
 
 
 def sample_rng(seed: int, epoch: int, video_index: int) -> np.random.Generator:
