@@ -11,7 +11,14 @@ and median process CPU time per forward, the speedup next to the FLOP ratio and 
 (speedup - 1) / (FLOP ratio - 1) for both clocks; target >= 0.85. On a machine shared with other jobs
 the CPU-time column (1 thread) is the steadier one. GFLOPs are multiply-accumulates per clip.
 `--breakdown` adds where the time of one forward goes (aten ops timed by thread CPU time), grouped as
-FLOP-counted convs, cheap ops, copies, BatchNorm / ReLU / add and the gates' pooling.
+FLOP-counted convs, cheap ops, copies, BatchNorm / ReLU / add and the gates' pooling, and the
+"conv-only bound": the realised fraction the case would reach if everything but the dynamic model's
+FLOP-counted convs took no time (what no amount of overhead removal can beat on this machine).
+`--allocator keep` (default) runs both models with `pipeline.allocator.keep_freed_memory()`;
+`--allocator system` leaves glibc's defaults (fresh mmaps and page faults for big activations).
+`--compile` times both backbones under `torch.compile` (inductor, frozen weights: BatchNorm folded,
+ReLU fused into the convs, weights prepacked), forced case only: the grouping by choice is
+data-dependent control flow that does not compile into one graph.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from pipeline.allocator import keep_freed_memory
 from pipeline.config import ModelConfig
 from pipeline.models import build_model, dynamic_layers, static_macs
 
@@ -110,7 +118,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--breakdown", action="store_true")
+    parser.add_argument("--allocator", choices=("keep", "system"), default="keep",
+                        help="keep: pipeline.allocator.keep_freed_memory() (default); system: glibc defaults")
+    parser.add_argument("--compile", action="store_true",
+                        help="time torch.compile'd backbones (forced case only; no --breakdown)")
     args = parser.parse_args()
+    if args.compile and args.breakdown:
+        parser.error("--breakdown times eager aten ops; it cannot be combined with --compile")
+    if args.allocator == "keep" and not keep_freed_memory():
+        print("note: keep_freed_memory() is not available here; running with the system allocator")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -121,12 +137,19 @@ def main() -> None:
     dynamic.set_execution("hard")
     static_gmacs = static_macs(static, shape) / 1e9
     print(f"R(2+1)D-18 at {'x'.join(map(str, shape[1:]))}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, load {_load()} (1/5/15 min); "
+          f"{torch.get_num_threads()} threads, allocator {args.allocator}, "
+          f"{'torch.compile (inductor, freezing)' if args.compile else 'eager'}, load {_load()} (1/5/15 min); "
           f"static {static_gmacs:.2f} GFLOPs (MACs) per clip")
     print(f"{'case':26s} {'batch':>5s} {'FLOP ratio':>10s} | {'wall static':>11s} {'dynamic':>8s} {'speedup':>7s} "
           f"{'realised':>8s} | {'CPU static':>10s} {'dynamic':>8s} {'speedup':>7s} {'realised':>8s} | {'choices':>7s}")
     fractions = []
-    for case in ("forced r=1/2 R=2", "random per-sample choices"):
+    timed = {"static": static, "dynamic": dynamic}
+    if args.compile:
+        from torch._inductor import config as inductor_config
+
+        inductor_config.freezing = True
+        timed = {"static": torch.compile(static.backbone), "dynamic": torch.compile(dynamic.backbone)}
+    for case in ("forced r=1/2 R=2",) + (() if args.compile else ("random per-sample choices",)):
         if case.startswith("forced"):
             dynamic.force_policy(1, 1)
         else:
@@ -141,7 +164,15 @@ def main() -> None:
                 out = dynamic(x)
             ratio = static_gmacs / (float(out.macs.double().mean()) / 1e9)
             choices = len({tuple(p.flatten().tolist()) for p in out.policy})
-            t = interleaved({"static": static, "dynamic": dynamic}, x, args.rounds, args.warmup)
+            if args.compile:
+                start = time.perf_counter()
+                with torch.no_grad():
+                    for name, model in timed.items():
+                        model(x)
+                        if name == "dynamic":
+                            torch.testing.assert_close(model(x), dynamic.backbone(x), rtol=1e-4, atol=1e-4)
+                print(f"    compiled both for batch {batch} in {time.perf_counter() - start:.0f} s", flush=True)
+            t = interleaved(timed, x, args.rounds, args.warmup)
             row = f"{case:26s} {batch:5d} {ratio:10.2f} |"
             for clock in (0, 1):
                 speedup = t["static"][clock] / t["dynamic"][clock]
@@ -151,10 +182,15 @@ def main() -> None:
                         f"{speedup:7.2f} {fraction:8.2f} |")
             print(row + f" {choices:7d}", flush=True)
             if args.breakdown:
+                totals = {}
                 for name, model in (("static", static), ("dynamic", dynamic)):
                     total, groups = breakdown(model, x)
+                    totals[name] = (total, groups.get("convs (FLOP-counted)", 0.0))
                     parts = ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in sorted(groups.items(), key=lambda kv: -kv[1]))
                     print(f"    {name}: {1e3 * total:.0f} ms thread CPU; {parts}", flush=True)
+                bound = (totals["static"][0] / totals["dynamic"][1] - 1) / (ratio - 1)
+                print(f"    conv-only bound (dynamic model = its FLOP-counted convs only): realised fraction "
+                      f"{bound:.2f}", flush=True)
     print(f"minimum realised fraction {min(fractions):.2f} (target >= 0.85); load {_load()}")
 
 

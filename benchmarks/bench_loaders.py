@@ -8,6 +8,8 @@ size, not even stacked), tight loop, one core; (b) naive: decode every frame of 
 decode limit and the 0-worker backend take turns, pinned to one core. Backends run in training mode (one random clip of 16 frames at stride 2 per video, jitter);
 the PyAV backend with 0 workers is its per-core figure. DALI runs on CPU (VP9 only there) when no
 GPU is present, so it is measured on a VP9 copy of the videos with its own decode limit.
+`--allocator keep` (default) runs with `pipeline.allocator.keep_freed_memory()`, as training jobs do
+(`runtime.keep_freed_memory`); `--allocator system` leaves glibc's defaults.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import tempfile
 import time
 
+from pipeline.allocator import keep_freed_memory
 from pipeline.config.data import DataConfig
 from pipeline.data import build_loader, sampling
 from pipeline.data.decode import decode_all, decode_frame_list
@@ -118,7 +121,11 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=160)
     ap.add_argument("--width", type=int, default=208)
     ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "dali", "ffcv"])
+    ap.add_argument("--allocator", choices=("keep", "system"), default="keep",
+                    help="keep: pipeline.allocator.keep_freed_memory(), as training jobs run (default)")
     args = ap.parse_args()
+    if args.allocator == "keep" and not keep_freed_memory():
+        print("note: keep_freed_memory() is not available here; running with the system allocator")
     root = tempfile.mkdtemp(prefix="bench_loaders_")
     t = time.perf_counter()
     make_shards(root, "h264", "h264", args.videos, 25, 10, args.gop, (args.height, args.width))
