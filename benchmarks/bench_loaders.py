@@ -8,6 +8,8 @@ size, not even stacked), tight loop, one core; (b) naive: decode every frame of 
 decode limit and the 0-worker backend take turns, pinned to one core. Backends run in training mode (one random clip of 16 frames at stride 2 per video, jitter);
 the PyAV backend with 0 workers is its per-core figure. DALI runs on CPU (VP9 only there) when no
 GPU is present, so it is measured on a VP9 copy of the videos with its own decode limit.
+The FFCV cache runs twice: with live spatial jitter (`data.ffcv_spatial=live`, the default) and
+with crops frozen at write time (`frozen`, only the flip live).
 `--allocator keep` (default) runs with `pipeline.allocator.keep_freed_memory()`, as training jobs do
 (`runtime.keep_freed_memory`); `--allocator system` leaves glibc's defaults.
 """
@@ -101,6 +103,45 @@ def loader_rate(cfg: DataConfig, split: str, epochs: int, **kw):
     return lambda: clips_per_s(run, epochs * len(loader) * cfg.batch_size)
 
 
+def clip_breakdown(cfg: DataConfig, split: str, rounds: int) -> dict[str, float]:
+    """ms per clip of each step of the 0-worker PyAV backend, timed separately over one epoch of
+    training clips (best of `rounds`): reading the sample, decoding its frames (the decode limit's
+    work), resampling the crop window, normalising into a float slot."""
+    import numpy as np
+    import torch
+
+    from pipeline.data.pyav_loader import FIELDS, parse_label_nframes
+    from pipeline.data.transform import normalize_into, resample_clip
+
+    refs = index_split(cfg.root, split)
+    # one batch buffer, its slots reused batch after batch, as in the loader
+    out = torch.empty(cfg.batch_size, 3, cfg.num_frames, cfg.crop_size, cfg.crop_size)
+    best = {}
+    for _ in range(rounds):
+        spent = dict.fromkeys(("read", "decode", "resample", "normalise"), 0.0)
+        for i, ref in enumerate(refs):
+            t0 = time.perf_counter()
+            fields = read_fields(ref, FIELDS)
+            _, n = parse_label_nframes(fields)
+            t1 = time.perf_counter()
+            rng = sampling.sample_rng(cfg.seed, 0, ref.video_index)
+            start = sampling.train_clip_start(n, cfg.num_frames, cfg.frame_stride, rng)
+            params = sampling.train_spatial(rng, short_min=cfg.jitter_short_side_min,
+                                            short_max=cfg.jitter_short_side_max, flip=cfg.flip)
+            frames = decode_frame_list(fields["mp4"], sampling.clip_indices(
+                start, n, cfg.num_frames, cfg.frame_stride))
+            t2 = time.perf_counter()
+            clip = resample_clip(frames, params, cfg.crop_size)
+            t3 = time.perf_counter()
+            normalize_into(clip, out[i % cfg.batch_size])
+            t4 = time.perf_counter()
+            for name, dt in zip(spent, np.diff([t0, t1, t2, t3, t4])):
+                spent[name] += dt
+        for name, total in spent.items():
+            best[name] = min(best.get(name, float("inf")), 1e3 * total / len(refs))
+    return best
+
+
 def best_of(rounds: int, *measures) -> list[float]:
     """Highest clips/s of each measure over `rounds` rounds, the measures taking turns within a
     round, so a burst of load from other jobs hits all of them alike."""
@@ -121,6 +162,9 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=160)
     ap.add_argument("--width", type=int, default=208)
     ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "dali", "ffcv"])
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time each step of a clip in the PyAV backend (1 core) and the ratio "
+                         "it would reach if only decoding, resampling and normalising cost time")
     ap.add_argument("--allocator", choices=("keep", "system"), default="keep",
                     help="keep: pipeline.allocator.keep_freed_memory(), as training jobs run (default)")
     args = ap.parse_args()
@@ -142,6 +186,7 @@ def main() -> None:
         if "naive" not in args.skip:
             rows["naive whole-video decode (1 core)"] = decode_loop(cfg, "h264", True, 1)()
         rows["pyav backend, 0 workers (1 core)"] = cpu1
+        steps = clip_breakdown(cfg, "h264", args.rounds) if args.breakdown else None
     workers = dataclasses.replace(cfg, num_workers=args.workers)
     measures = {f"pyav backend, {args.workers} workers": loader_rate(workers, "h264", args.epochs)}
     if "ffcv" not in args.skip:
@@ -151,6 +196,12 @@ def main() -> None:
         print(f"ffcv cache written in {time.perf_counter() - t:.1f}s")
         measures[f"ffcv cache, {args.workers} workers"] = loader_rate(ffcv_cfg, "h264",
                                                                       5 * args.epochs)
+        t = time.perf_counter()
+        frozen_cfg = dataclasses.replace(ffcv_cfg, ffcv_spatial="frozen")
+        build_loader(frozen_cfg, split="h264", train=True)
+        print(f"ffcv frozen-crop cache written in {time.perf_counter() - t:.1f}s")
+        measures[f"ffcv cache, frozen crops, {args.workers} workers"] = loader_rate(
+            frozen_cfg, "h264", 5 * args.epochs)
     rows.update(zip(measures, best_of(args.rounds, *measures.values())))
     cpu_n = rows[f"pyav backend, {args.workers} workers"]
     if "dali" not in args.skip:
@@ -168,7 +219,15 @@ def main() -> None:
     print(f"pyav backend {args.workers} workers / decode limit: {cpu_n / limit:.2f}")
     if "ffcv" not in args.skip:
         ffcv = rows[f"ffcv cache, {args.workers} workers"]
-        print(f"ffcv / pyav backend (same workers):   {ffcv / cpu_n:.1f}  (target >= 10)")
+        frozen = rows[f"ffcv cache, frozen crops, {args.workers} workers"]
+        print(f"ffcv / pyav backend (same workers):   {ffcv / cpu_n:.1f}  (target >= 10; live jitter)")
+        print(f"ffcv frozen crops / pyav backend:     {frozen / cpu_n:.1f}  (target >= 10)")
+    if steps:
+        print("\nPyAV backend, ms per clip by step (1 core, best of rounds): "
+              + ", ".join(f"{name} {ms:.3f}" for name, ms in steps.items()))
+        work = steps["decode"] + steps["resample"] + steps["normalise"]
+        print(f"per-core ratio bound (read and batching free): {steps['decode'] / work:.2f}; "
+              f"with the decode limit's own time: {1e3 / limit / (1e3 / limit + work - steps['decode']):.2f}")
     if "dali" not in args.skip:
         print(f"dali CPU VP9 / VP9 decode limit:      "
               f"{rows[f'dali backend CPU decode VP9, {args.workers} threads'] / rows['decode limit VP9 (1 core)']:.2f}")

@@ -8,6 +8,9 @@ from typing import Literal
 from pipeline.config.base import Section
 
 Backend = Literal["pyav", "dali", "ffcv"]
+# FFCV training cache: "live" stores squares and draws the spatial jitter every epoch; "frozen"
+# stores each clip already jittered (scale and crop drawn at write time; flip stays live).
+FFCVSpatial = Literal["live", "frozen"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class DataConfig(Section):
     prefetch: int = 2
     ffcv_cache: str = ""  # path of the FFCV clip cache ("" = build next to the shards on demand)
     ffcv_clips_per_video: int = 4
+    ffcv_spatial: FFCVSpatial = "live"
     seed: int = 0
 
     def validate(self) -> None:

@@ -3,10 +3,16 @@ data many times (Tune sweeps, many epochs).
 
 The cache FREEZES TEMPORAL SAMPLING AT WRITE TIME: each video keeps `ffcv_clips_per_video` clips
 (training; uniformly spaced starts) or its K evaluation clips, and no other frames. A training epoch
-picks one stored clip per video at random; spatial jitter (scale, crop, flip) stays live, applied
-to the stored square of side jitter_short_side_max. Evaluation clips are stored already resized and
-centre-cropped, so an evaluation batch equals the PyAV backend's exactly.
-Entries are video-major (entry = stored_video * clips + clip); a JSON sidecar holds the keys.
+picks one stored clip per video at random. Spatial jitter, by `ffcv_spatial`:
+- "live" (default): scale, crop and flip drawn every epoch, applied to the stored square of side
+  jitter_short_side_max (uint8 (T, S, S, 3)); each clip is resampled on every read.
+- "frozen": scale and crop drawn once per stored clip at write time (so K clips per video are K
+  different crops), stored cropped and planar (uint8 (3, T, crop, crop)); only the flip stays live.
+  A read is then a flip and a normalisation: ~3x the clips/s of "live" (benchmarks/RESULTS.md), for
+  sweeps that trade augmentation for speed.
+Evaluation clips are stored already resized and centre-cropped, so an evaluation batch equals the
+PyAV backend's exactly. Entries are video-major (entry = stored_video * clips + clip); a JSON
+sidecar holds the keys and how the clips were stored.
 """
 
 from __future__ import annotations
@@ -23,35 +29,56 @@ from pipeline.data import sampling
 from pipeline.data.contract import Batch, LoadStats
 from pipeline.data.pyav_loader import ClipSpec, video_clips
 from pipeline.data.sharding import batch_slices, index_split, rank_items
-from pipeline.data.transform import normalize_into, resample_clip
+from pipeline.data.transform import normalize_into, normalize_planar_into, resample_clip
+
+
+def _mode(cfg, train: bool) -> str:
+    """How the clips of this cache are stored: "eval", "live" or "frozen" (sidecar `spatial`)."""
+    return cfg.ffcv_spatial if train else "eval"
 
 
 def cache_path(cfg, split: str, train: bool) -> Path:
+    mode = _mode(cfg, train)
+    tag = "-frozen" if mode == "frozen" else ""
     if cfg.ffcv_cache:
-        return Path(cfg.ffcv_cache) / f"{split}-{'train' if train else 'eval'}.beton"
+        return Path(cfg.ffcv_cache) / f"{split}-{'train' if train else 'eval'}{tag}.beton"
     k = cfg.ffcv_clips_per_video if train else cfg.eval_clips
-    side = cfg.jitter_short_side_max if train else cfg.crop_size
-    name = f"{split}-{'train' if train else 'eval'}-t{cfg.num_frames}s{cfg.frame_stride}k{k}-{side}.beton"
+    side = cfg.jitter_short_side_max if mode == "live" else cfg.crop_size
+    if mode == "frozen":  # the jitter range and seed decide which crops were stored
+        tag += f"{cfg.jitter_short_side_min}-{cfg.jitter_short_side_max}seed{cfg.seed}"
+    name = (f"{split}-{'train' if train else 'eval'}-t{cfg.num_frames}s{cfg.frame_stride}k{k}-{side}"
+            f"{tag}.beton")
     return Path(cfg.root) / "ffcv" / name
 
 
 def _write_spec(cfg, train: bool) -> ClipSpec:
-    """Clips to store: uniformly spaced starts; training clips as squares of jitter_short_side_max."""
+    """Clips to store: uniformly spaced starts; live training clips as squares of
+    jitter_short_side_max, frozen ones at crop size (each cropped by `frozen_spatial`)."""
     spec = ClipSpec.from_config(cfg, train=False)
     if train:
-        side = cfg.jitter_short_side_max
+        side = cfg.jitter_short_side_max if cfg.ffcv_spatial == "live" else cfg.crop_size
         spec = dataclasses.replace(spec, eval_clips=cfg.ffcv_clips_per_video, eval_short_side=side,
                                    crop_size=side)
     return spec
 
 
+def frozen_spatial(cfg, video_index: int) -> list[sampling.SpatialParams]:
+    """The scale and crop of each stored clip of a video in a "frozen" cache (no flip: the flip is
+    drawn at read time), fixed by (seed, video)."""
+    rng = np.random.default_rng([cfg.seed, video_index, 0xF207])
+    return [sampling.train_spatial(rng, short_min=cfg.jitter_short_side_min,
+                                   short_max=cfg.jitter_short_side_max, flip=False)
+            for _ in range(cfg.ffcv_clips_per_video)]
+
+
 class _Clips:
     """Indexed dataset for ffcv's writer: entry -> (clip, label, video, clip_index). Decodes one video
     for all of its clips and keeps it while its entries are written; a video that fails to decode is
-    written as blank clips with video = -1, which the loader leaves out and counts as corrupt."""
+    written as blank clips with video = -1, which the loader leaves out and counts as corrupt.
+    `frozen`: (cfg) each clip cropped by `frozen_spatial` and stored planar (3, T, crop, crop)."""
 
-    def __init__(self, refs, spec: ClipSpec):
-        self.refs, self.spec, self.k = refs, spec, spec.eval_clips
+    def __init__(self, refs, spec: ClipSpec, frozen=None):
+        self.refs, self.spec, self.k, self.frozen = refs, spec, spec.eval_clips, frozen
         self._last: tuple | None = None
 
     def __len__(self) -> int:
@@ -60,14 +87,22 @@ class _Clips:
     def __getitem__(self, i: int):
         v, c = divmod(i, self.k)
         if self._last is None or self._last[0] != v:
+            ref = self.refs[v]
             try:
-                clips, label = video_clips(self.refs[v], self.spec, epoch=0)
-                self._last = (v, clips, label, self.refs[v].video_index)
+                spatial = frozen_spatial(self.frozen, ref.video_index) if self.frozen else None
+                clips, label = video_clips(ref, self.spec, epoch=0, spatial=spatial)
+                if self.frozen:
+                    clips = np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3))
+                self._last = (v, clips, label, ref.video_index)
             except Exception:  # any failure of one video must not stop the write
-                side = self.spec.crop_size
-                blank = np.zeros((self.spec.num_frames, side, side, 3), np.uint8)
+                blank = np.zeros(self.shape, np.uint8)
                 self._last = (v, [blank] * self.k, -1, -1)
         return self._last[1][c], self._last[2], self._last[3], c
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        t, side = self.spec.num_frames, self.spec.crop_size
+        return (3, t, side, side) if self.frozen else (t, side, side, 3)
 
 
 def write_cache(cfg, *, split: str, train: bool, path: str | Path | None = None,
@@ -80,23 +115,28 @@ def write_cache(cfg, *, split: str, train: bool, path: str | Path | None = None,
     path.parent.mkdir(parents=True, exist_ok=True)
     spec = _write_spec(cfg, train)
     refs = index_split(cfg.root, split)
-    side = spec.crop_size
-    fields = {"clip": NDArrayField(np.dtype("uint8"), (spec.num_frames, side, side, 3)),
+    mode = _mode(cfg, train)
+    clips = _Clips(refs, spec, frozen=cfg if mode == "frozen" else None)
+    fields = {"clip": NDArrayField(np.dtype("uint8"), clips.shape),
               "label": IntField(), "video": IntField(), "clip_index": IntField()}
     tmp = path.with_name(path.name + ".tmp")
     DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(
-        _Clips(refs, spec), chunksize=spec.eval_clips)
-    meta = {"keys": [r.key for r in refs], "clips_per_video": spec.eval_clips, "train": train}
+        clips, chunksize=spec.eval_clips)
+    meta = {"keys": [r.key for r in refs], "clips_per_video": spec.eval_clips, "train": train,
+            "spatial": mode, "shape": list(clips.shape)}
     path.with_suffix(".json").write_text(json.dumps(meta))
     tmp.rename(path)  # complete caches only: an interrupted write leaves a .tmp, rebuilt next time
     return path
 
 
-def clip_params(n: int, rng: np.random.Generator, cfg, train: bool) -> list[sampling.SpatialParams]:
-    """Spatial parameters of the n clips of a batch, drawn in clip order from `rng` (training:
-    jitter of the stored squares; evaluation: the stored clip as it is)."""
-    if not train:
+def clip_params(n: int, rng: np.random.Generator, cfg, mode: str) -> list[sampling.SpatialParams]:
+    """Spatial parameters of the n clips of a batch, drawn in clip order from `rng` (live: jitter
+    of the stored squares; frozen: the flip only; evaluation: the stored clip as it is)."""
+    if mode == "eval":
         return [sampling.eval_spatial(cfg.crop_size)] * n
+    if mode == "frozen":
+        return [sampling.SpatialParams(cfg.crop_size, 0.5, 0.5, bool(cfg.flip and rng.random() < 0.5))
+                for _ in range(n)]
     return [sampling.train_spatial(rng, short_min=cfg.jitter_short_side_min,
                                    short_max=cfg.jitter_short_side_max, flip=cfg.flip)
             for _ in range(n)]
@@ -104,9 +144,13 @@ def clip_params(n: int, rng: np.random.Generator, cfg, train: bool) -> list[samp
 
 def transform_stored(stored: np.ndarray, params: sampling.SpatialParams, crop: int,
                      out: torch.Tensor) -> None:
-    """One stored uint8 (T, S, S, 3) clip -> its slot of the float batch: the training jitter
-    resamples only the crop window of the square (as if resized to params.short_side, then
-    cropped); evaluation clips are stored at crop size and only normalised."""
+    """One stored clip -> its slot of the float batch. uint8 (T, S, S, 3): the live jitter resamples
+    only the crop window of the square (as if resized to params.short_side, then cropped);
+    evaluation clips are stored at crop size and only normalised. Planar uint8 (3, T, crop, crop)
+    (frozen crops): flipped when params.flip, and normalised."""
+    if stored.shape[-1] != 3:
+        normalize_planar_into(stored, out, flip=params.flip)
+        return
     if stored.shape[1] != crop or params.flip:
         stored = resample_clip(stored, params, crop)
     normalize_into(stored, out)
@@ -125,6 +169,12 @@ class FFCVLoader:
         if not self.path.exists():
             write_cache(cfg, split=split, train=train, path=self.path, num_workers=self.num_workers)
         meta = json.loads(self.path.with_suffix(".json").read_text())
+        self.mode = _mode(cfg, train)
+        stored_mode = meta.get("spatial", "live" if meta.get("train") else "eval")  # older caches
+        if stored_mode != self.mode:
+            raise ValueError(f"the FFCV cache {self.path} holds {stored_mode!r} clips, but "
+                             f"data.ffcv_spatial asks for {self.mode!r}: delete it, or set "
+                             f"data.ffcv_cache to another folder")
         self.keys, self.k = meta["keys"], meta["clips_per_video"]
         stored = Reader(str(self.path)).metadata
         video = np.asarray(stored["f2"]).reshape(-1, self.k)[:, 0]  # per stored video
@@ -189,7 +239,7 @@ class FFCVLoader:
             # ffcv reuses its output buffers for later batches: copy what outlives this step.
             label, video, clip_index = (t.view(-1).long().clone() for t in (label, video, clip_index))
             ok = torch.tensor(valid[b * clips_per_batch:b * clips_per_batch + len(clips)])
-            params = clip_params(len(clips), rng, self.cfg, self.train)
+            params = clip_params(len(clips), rng, self.cfg, self.mode)
             stored = clips.numpy()
             out = torch.empty(len(clips), 3, self.cfg.num_frames, crop, crop)
             list(self._pool.map(transform_stored, stored, params, [crop] * len(clips), out))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,9 +69,11 @@ def parse_label_nframes(fields: dict[str, bytes]) -> tuple[int, int | None]:
     return label, None
 
 
-def video_clips(ref: SampleRef, spec: ClipSpec, epoch: int) -> tuple[np.ndarray, int]:
+def video_clips(ref: SampleRef, spec: ClipSpec, epoch: int,
+                spatial: Sequence[sampling.SpatialParams] | None = None) -> tuple[np.ndarray, int]:
     """All clips one video contributes (1 in training, K in evaluation), uint8
-    (K, T, crop, crop, 3), and its label."""
+    (K, T, crop, crop, 3), and its label. `spatial` (one per clip) replaces the spec's spatial
+    parameters (the FFCV cache's frozen crops)."""
     fields = read_fields(ref, FIELDS)
     if "mp4" not in fields:
         raise CorruptVideo("sample has no mp4")
@@ -80,19 +83,24 @@ def video_clips(ref: SampleRef, spec: ClipSpec, epoch: int) -> tuple[np.ndarray,
     rng = sampling.sample_rng(spec.seed, epoch, ref.video_index)
     if spec.train:
         starts = [sampling.train_clip_start(nframes, spec.num_frames, spec.frame_stride, rng)]
-        spatial = sampling.train_spatial(rng, short_min=spec.jitter_short_side_min,
-                                         short_max=spec.jitter_short_side_max, flip=spec.flip)
+        params = [sampling.train_spatial(rng, short_min=spec.jitter_short_side_min,
+                                         short_max=spec.jitter_short_side_max, flip=spec.flip)]
     else:
         starts = sampling.eval_clip_starts(nframes, spec.num_frames, spec.frame_stride,
                                            spec.eval_clips).tolist()
-        spatial = sampling.eval_spatial(spec.eval_short_side)
+        params = [sampling.eval_spatial(spec.eval_short_side)] * len(starts)
+    if spatial is not None:
+        if len(spatial) != len(starts):
+            raise ValueError(f"{len(spatial)} spatial parameters for {len(starts)} clips")
+        params = list(spatial)
     indices = [sampling.clip_indices(s, nframes, spec.num_frames, spec.frame_stride) for s in starts]
     # one decoding pass for all K clips at native size; only each crop window is resampled
     frames = decode_frame_list(fields["mp4"], np.concatenate(indices))
     crop = spec.crop_size
     clips = np.empty((len(starts), spec.num_frames, crop, crop, 3), np.uint8)
-    for k in range(len(starts)):
-        resample_clip(frames[k * spec.num_frames:(k + 1) * spec.num_frames], spatial, crop, clips[k])
+    for k, clip_params in enumerate(params):
+        resample_clip(frames[k * spec.num_frames:(k + 1) * spec.num_frames], clip_params, crop,
+                      clips[k])
     return clips, label
 
 

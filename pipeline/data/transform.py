@@ -1,5 +1,6 @@
 """Per-clip spatial work of the CPU backends (PyAV, FFCV): resample only the crop window of each
-frame, flip, and normalise uint8 (T, H, W, 3) into a float (C, T, H, W) slot of the batch in one pass.
+frame, flip, and normalise uint8 (T, H, W, 3) into a float (C, T, H, W) slot of the batch in one pass
+(or, for already-cropped planar (C, T, H, W) clips, flip and normalise only).
 
 Why not resize whole frames and crop: the crop is often half the frame, and swscale's scaled
 YUV -> RGB path costs ~2x its unscaled one, so converting at native size and resampling the window
@@ -60,6 +61,23 @@ def normalize_into(clip: np.ndarray | torch.Tensor, out: torch.Tensor) -> torch.
     for c, plane in enumerate(planes):  # plane * scale + 0 * plane + shift, as float32
         cv2.addWeighted(plane, _SCALE[c], plane, 0.0, _SHIFT[c], dst=dst[c].reshape(-1, width),
                         dtype=cv2.CV_32F)
+    return out
+
+
+def normalize_planar_into(planes: np.ndarray, out: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    """uint8 (C, T, H, W), already cropped -> `out` float (C, T, H, W), normalised, mirrored when
+    `flip`. Planar input needs no channel split: one multiply-add per channel (the FFCV cache's
+    frozen crops, stored this way)."""
+    channels, frames, height, width = planes.shape
+    if not (out.is_contiguous() and out.dtype == torch.float32 and planes.flags.c_contiguous):
+        raise ValueError("normalize_planar_into needs contiguous uint8 input and float32 output")
+    rows = planes.reshape(channels * frames * height, width)
+    if flip:  # every row of every frame and channel mirrored in one call
+        rows = cv2.flip(rows, 1)
+    dst = out.numpy().reshape(channels, frames * height, width)
+    for c in range(channels):
+        plane = rows[c * frames * height:(c + 1) * frames * height]
+        cv2.addWeighted(plane, _SCALE[c], plane, 0.0, _SHIFT[c], dst=dst[c], dtype=cv2.CV_32F)
     return out
 
 

@@ -8,7 +8,8 @@ import torch
 from conftest import tiny_config
 from pipeline.data import build_loader, sampling
 from pipeline.data.contract import normalize_uint8
-from pipeline.data.transform import batch_buffer, normalize_into, resample_clip
+from pipeline.data.transform import (batch_buffer, normalize_into, normalize_planar_into,
+                                      resample_clip)
 
 
 def gradient_frames(height=60, width=80, frames=3):
@@ -61,6 +62,18 @@ def test_fused_normalisation_equals_the_reference_formula():
     strided = torch.empty(3, 4, 12, 20)[..., ::2]  # a non-contiguous slot takes the torch path
     normalize_into(torch.from_numpy(clip), strided)
     torch.testing.assert_close(strided, reference, rtol=0, atol=1e-5)
+
+
+def test_planar_normalisation_equals_the_interleaved_one_and_flips():
+    clip = np.random.default_rng(1).integers(0, 256, (4, 12, 10, 3), dtype=np.uint8)
+    planes = np.ascontiguousarray(clip.transpose(3, 0, 1, 2))
+    reference = normalize_uint8(torch.from_numpy(clip)[None])[0]
+    out = torch.empty(3, 4, 12, 10)
+    torch.testing.assert_close(normalize_planar_into(planes, out), reference, rtol=0, atol=1e-5)
+    torch.testing.assert_close(normalize_planar_into(planes, out, flip=True),
+                               reference.flip(-1), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="contiguous"):
+        normalize_planar_into(planes, torch.empty(3, 4, 12, 20)[..., ::2])
 
 
 class _Buffers(torch.utils.data.Dataset):
