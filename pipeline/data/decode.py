@@ -1,8 +1,11 @@
 """PyAV decoding of only the frames a clip needs, from the encoded bytes of one video.
 
-Seek to the keyframe at or before the first needed frame, decode forward, convert to RGB only the
-frames that are needed, and stop after the last one. Frame i of a constant-frame-rate video has
-pts = start_pts + i / fps (in stream time base); shards are CFR by construction (DATA.md).
+Seek to the keyframe at or before the first needed frame, decode forward, keep only the frames
+that are needed, and stop after the last one (`decode_video_frames`). `decode_frame_list` converts
+them to RGB at native size; the loaders instead take the Y, U, V planes of 8-bit 4:2:0 frames
+(`yuv420_planes`) and convert only the pixels of the crop, after resampling (transform.py).
+Frame i of a constant-frame-rate video has pts = start_pts + i / fps (in stream time base); shards
+are CFR by construction (DATA.md).
 `decode_all` is the naive baseline (decode the whole video, then pick), kept for the benchmark.
 """
 
@@ -50,6 +53,16 @@ def decode_frame_list(data: bytes, indices: Sequence[int], *, threads: int = 1) 
     Indices past the last decodable frame repeat the last frame (the edge-padding rule of
     sampling.py), which also covers a container whose frame count was over-reported.
     """
+    frames = decode_video_frames(data, indices, threads=threads)
+    # threads=1: swscale's default (auto) builds a thread pool for every frame it converts,
+    # which doubled the cost of a clip on 2 cores; loader workers parallelise instead
+    rgb = {id(f): f.to_ndarray(format="rgb24", threads=1) for f in frames}
+    return [rgb[id(f)] for f in frames]
+
+
+def decode_video_frames(data: bytes, indices: Sequence[int], *, threads: int = 1) -> list:
+    """The decoded `av.VideoFrame`s at `indices`, not converted (see decode_frame_list for the
+    rules; a repeated index repeats the same frame object)."""
     wanted = sorted(set(int(i) for i in indices))
     if not wanted:
         raise ValueError("no frame indices requested")
@@ -71,7 +84,21 @@ def decode_frame_list(data: bytes, indices: Sequence[int], *, threads: int = 1) 
     return [_nearest_before(frames, int(i)) for i in indices]
 
 
-def _nearest_before(frames: dict[int, np.ndarray], index: int) -> np.ndarray:
+# 8-bit 4:2:0 frames whose colours swscale converts as limited-range BT.601: AVColorSpace
+# unspecified (2) or BT.601 (bt470bg 5, smpte170m 6), AVColorRange anything but full (jpeg, 2)
+_BT601 = (2, 5, 6)
+
+
+def yuv420_planes(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Views (no copy) of the Y, U, V planes of an 8-bit 4:2:0 limited-range BT.601 frame, the
+    format of every shard written by preprocessing; None for any other format (convert to RGB)."""
+    if frame.format.name != "yuv420p" or frame.color_range == 2 or frame.colorspace not in _BT601:
+        return None
+    return tuple(np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+                 for plane in frame.planes)
+
+
+def _nearest_before(frames: dict, index: int):
     if index in frames:
         return frames[index]
     earlier = [k for k in frames if k <= index]
@@ -84,7 +111,7 @@ def _decode_from_seek(container, stream, wanted, fps, tb, start_pts, seek=True):
     if seek and first > 0:
         target = start_pts + int(round(first / fps / tb))
         container.seek(target, stream=stream, backward=True, any_frame=False)
-    out: dict[int, np.ndarray] = {}
+    out: dict[int, av.VideoFrame] = {}
     count = -1
     # index = round((pts - start_pts) * tb * fps) in integers (Fraction arithmetic per frame
     # cost ~0.3 ms per clip): num / den, rounded half to even like round(Fraction)
@@ -103,9 +130,7 @@ def _decode_from_seek(container, stream, wanted, fps, tb, start_pts, seek=True):
         if not out and index > first:
             return None
         if index in wanted_set:
-            # threads=1: swscale's default (auto) builds a thread pool for every frame it
-            # converts, which doubled the cost of a clip on 2 cores; workers parallelise instead
-            out[index] = frame.to_ndarray(format="rgb24", threads=1)
+            out[index] = frame
         if index >= last:
             break
     return out

@@ -164,7 +164,11 @@ class FFCVLoader:
         from ffcv.reader import Reader
 
         self.cfg, self.train, self.rank, self.world_size, self.epoch = cfg, train, rank, world_size, epoch
-        self.num_workers = max(1, cfg.num_workers if num_workers is None else num_workers)
+        import numba
+
+        # ffcv's threads are numba's, of which there are as many as the CPUs numba saw when imported
+        self.num_workers = max(1, min(cfg.num_workers if num_workers is None else num_workers,
+                                      numba.config.NUMBA_NUM_THREADS))
         self.path = cache_path(cfg, split, train)
         if not self.path.exists():
             write_cache(cfg, split=split, train=train, path=self.path, num_workers=self.num_workers)

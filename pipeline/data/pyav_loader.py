@@ -1,5 +1,8 @@
 """CPU backend: samples read from the shards through their index, decoded by PyAV (only the frames a
-clip needs), cropped, resampled and normalised in torch DataLoader workers (transform.py).
+clip needs), cropped, resampled and normalised in torch DataLoader workers (transform.py). Frames in
+8-bit 4:2:0 (every shard preprocessing writes) are resampled as Y, U, V planes and converted to RGB
+at crop size, fused with normalisation (kernels.py); other pixel formats are converted by swscale
+at native size first.
 
 Each DataLoader item is one whole batch, built from a contiguous slice of this rank's samples
 (sharding.py), so the batch count per rank is fixed before any video is opened and the content of a
@@ -20,9 +23,10 @@ import torch
 
 from pipeline.data import sampling
 from pipeline.data.contract import Batch, LoadStats
-from pipeline.data.decode import CorruptVideo, decode_frame_list, probe_num_frames
+from pipeline.data.decode import CorruptVideo, decode_video_frames, probe_num_frames, yuv420_planes
 from pipeline.data.sharding import SampleRef, batch_slices, index_split, rank_items, read_fields
-from pipeline.data.transform import batch_buffer, normalize_into, resample_clip
+from pipeline.data.transform import (batch_buffer, normalize_into, normalize_yuv_into, resample_clip,
+                                      resample_yuv, yuv_to_rgb)
 
 FIELDS = ("mp4", "cls", "label", "nframes", "json")
 
@@ -69,11 +73,8 @@ def parse_label_nframes(fields: dict[str, bytes]) -> tuple[int, int | None]:
     return label, None
 
 
-def video_clips(ref: SampleRef, spec: ClipSpec, epoch: int,
-                spatial: Sequence[sampling.SpatialParams] | None = None) -> tuple[np.ndarray, int]:
-    """All clips one video contributes (1 in training, K in evaluation), uint8
-    (K, T, crop, crop, 3), and its label. `spatial` (one per clip) replaces the spec's spatial
-    parameters (the FFCV cache's frozen crops)."""
+def _clip_plan(ref: SampleRef, spec: ClipSpec, epoch: int, spatial):
+    """(encoded video, label, frame indices of each clip, spatial parameters of each clip)."""
     fields = read_fields(ref, FIELDS)
     if "mp4" not in fields:
         raise CorruptVideo("sample has no mp4")
@@ -94,14 +95,54 @@ def video_clips(ref: SampleRef, spec: ClipSpec, epoch: int,
             raise ValueError(f"{len(spatial)} spatial parameters for {len(starts)} clips")
         params = list(spatial)
     indices = [sampling.clip_indices(s, nframes, spec.num_frames, spec.frame_stride) for s in starts]
-    # one decoding pass for all K clips at native size; only each crop window is resampled
-    frames = decode_frame_list(fields["mp4"], np.concatenate(indices))
+    return fields["mp4"], label, indices, params
+
+
+def _decoded_clips(ref: SampleRef, spec: ClipSpec, epoch: int, spatial):
+    """Decode every frame the video's clips need in one pass, at native size. Yields per clip
+    (frames, params) and whether frames are YUV planes (8-bit 4:2:0 BT.601: the colour
+    conversion then runs after resampling, on crop-size pixels only) or RGB arrays."""
+    data, label, indices, params = _clip_plan(ref, spec, epoch, spatial)
+    frames = decode_video_frames(data, np.concatenate(indices))
+    planes = {id(f): yuv420_planes(f) for f in frames}
+    yuv = all(p is not None for p in planes.values())
+    if yuv:
+        frames = [planes[id(f)] for f in frames]
+    else:  # any other pixel format: swscale converts the whole frame to RGB
+        rgb = {id(f): f.to_ndarray(format="rgb24", threads=1) for f in frames}
+        frames = [rgb[id(f)] for f in frames]
+    t = spec.num_frames
+    clips = [(frames[k * t:(k + 1) * t], p) for k, p in enumerate(params)]
+    return clips, label, yuv
+
+
+def video_clips(ref: SampleRef, spec: ClipSpec, epoch: int,
+                spatial: Sequence[sampling.SpatialParams] | None = None) -> tuple[np.ndarray, int]:
+    """All clips one video contributes (1 in training, K in evaluation), uint8 RGB
+    (K, T, crop, crop, 3), and its label. `spatial` (one per clip) replaces the spec's spatial
+    parameters (the FFCV cache's frozen crops). Normalised with normalize_into, a clip equals
+    the one video_clips_into writes, bit for bit."""
+    clips, label, yuv = _decoded_clips(ref, spec, epoch, spatial)
     crop = spec.crop_size
-    clips = np.empty((len(starts), spec.num_frames, crop, crop, 3), np.uint8)
-    for k, clip_params in enumerate(params):
-        resample_clip(frames[k * spec.num_frames:(k + 1) * spec.num_frames], clip_params, crop,
-                      clips[k])
-    return clips, label
+    out = np.empty((len(clips), spec.num_frames, crop, crop, 3), np.uint8)
+    for k, (frames, params) in enumerate(clips):
+        if yuv:
+            out[k] = yuv_to_rgb(resample_yuv(frames, params, crop))
+        else:
+            resample_clip(frames, params, crop, out[k])
+    return out, label
+
+
+def video_clips_into(ref: SampleRef, spec: ClipSpec, epoch: int, out: torch.Tensor) -> int:
+    """The clips of video_clips, normalised straight into `out` float (K, 3, T, crop, crop)
+    (YUV videos: resampled planes -> normalised RGB in one pass); returns the label."""
+    clips, label, yuv = _decoded_clips(ref, spec, epoch, None)
+    for k, (frames, params) in enumerate(clips):
+        if yuv:
+            normalize_yuv_into(resample_yuv(frames, params, spec.crop_size), out[k])
+        else:
+            normalize_into(resample_clip(frames, params, spec.crop_size), out[k])
+    return label
 
 
 class BatchDataset(torch.utils.data.Dataset):
@@ -135,26 +176,23 @@ class BatchDataset(torch.utils.data.Dataset):
         labels, keys, vids, clip_ids, valid, corrupt = [], [], [], [], [], []
         fallback = slices[b].stop  # next rank item to try in place of a corrupt video
         for position in range(slices[b].start, slices[b].stop):
-            item, video = items[position], None
+            item, ok = items[position], False
             for _attempt in range(len(items) if spec.train else 1):
                 if item is None:
                     break
                 ref = self.refs[item]
                 try:
-                    video, label = video_clips(ref, spec, epoch)
+                    label = video_clips_into(ref, spec, epoch, out[len(labels):len(labels) + k])
+                    ok = True
                     break
                 except Exception as exc:  # any failure of one video must not stop the epoch
                     corrupt.append(f"{ref.key}: {type(exc).__name__}: {exc}"[:300])
                     item = items[fallback % len(items)]
                     fallback += 1
-            ok = video is not None
-            first = len(labels)
-            for c in range(k):
-                if ok:
-                    normalize_into(video[c], out[first + c])
-                else:  # an all-zero uint8 clip, normalised like any other
+            if not ok:  # all-zero uint8 clips, normalised like any other
+                for c in range(len(labels), len(labels) + k):
                     normalize_into(torch.zeros(spec.num_frames, spec.crop_size, spec.crop_size, 3,
-                                               dtype=torch.uint8), out[first + c])
+                                               dtype=torch.uint8), out[c])
             labels.extend([label if ok else -1] * k)
             keys.extend([self.refs[item].key if ok else ""] * k)
             vids.extend([self.refs[item].video_index if ok else -1] * k)

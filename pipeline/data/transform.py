@@ -1,10 +1,16 @@
 """Per-clip spatial work of the CPU backends (PyAV, FFCV): resample only the crop window of each
-frame, flip, and normalise uint8 (T, H, W, 3) into a float (C, T, H, W) slot of the batch in one pass
-(or, for already-cropped planar (C, T, H, W) clips, flip and normalise only).
+frame, flip, and normalise into a float (C, T, H, W) slot of the batch in one pass. Three inputs:
+- Y, U, V planes of 4:2:0 frames (the PyAV backend's usual case): `resample_yuv` resamples the
+  window of each plane to crop size (chroma upsampled bilinearly on the way), `normalize_yuv_into`
+  converts to RGB and normalises in one pass; the colour conversion thus runs on crop-size pixels
+  only, not on whole frames.
+- uint8 RGB (T, H, W, 3) frames (other pixel formats, the FFCV live cache): `resample_clip`, then
+  `normalize_into`.
+- already-cropped planar uint8 (C, T, H, W) clips (FFCV frozen cache): `normalize_planar_into`.
 
 Why not resize whole frames and crop: the crop is often half the frame, and swscale's scaled
-YUV -> RGB path costs ~2x its unscaled one, so converting at native size and resampling the window
-with OpenCV is ~10x cheaper than the resize it replaces (benchmarks/bench_loaders.py).
+YUV -> RGB path costs ~2x its unscaled one, so resampling only the window with OpenCV is ~10x
+cheaper than the resize it replaces (benchmarks/bench_loaders.py).
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.data import sampling
+from pipeline.data import kernels, sampling
 from pipeline.data.contract import MEAN, STD
 
 # x_norm = (x / 255 - mean) / std = x * SCALE + SHIFT, per channel (one multiply-add per value)
 SCALE = torch.tensor([1.0 / (255.0 * s) for s in STD]).view(3, 1, 1, 1)
 SHIFT = torch.tensor([-m / s for m, s in zip(MEAN, STD)]).view(3, 1, 1, 1)
 _SCALE, _SHIFT = SCALE.view(3).tolist(), SHIFT.view(3).tolist()
+_SCALE32, _SHIFT32 = SCALE.view(3).numpy().copy(), SHIFT.view(3).numpy().copy()
 
 
 def resample_clip(frames: Sequence[np.ndarray], params: sampling.SpatialParams, crop: int,
@@ -49,18 +56,13 @@ def resample_clip(frames: Sequence[np.ndarray], params: sampling.SpatialParams, 
 def normalize_into(clip: np.ndarray | torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """uint8 (T, H, W, 3) -> `out` float (C, T, H, W), normalised with MEAN / STD, in place.
 
-    No float temporaries and no stacking afterwards (`out` is a slot of the batch): OpenCV splits
-    the channels, then one multiply-add per plane writes float32 straight into `out`."""
+    No float temporaries and no stacking afterwards (`out` is a slot of the batch): one pass
+    (kernels.rgb_normalise) splits the channels and writes float32 straight into `out`."""
     clip = clip.numpy() if isinstance(clip, torch.Tensor) else clip
     if not (out.is_contiguous() and out.dtype == torch.float32 and clip.flags.c_contiguous):
         out.copy_(torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2))
         return out.mul_(SCALE).add_(SHIFT)
-    frames, height, width, _ = clip.shape
-    planes = cv2.split(clip.reshape(frames * height, width, 3))
-    dst = out.numpy()
-    for c, plane in enumerate(planes):  # plane * scale + 0 * plane + shift, as float32
-        cv2.addWeighted(plane, _SCALE[c], plane, 0.0, _SHIFT[c], dst=dst[c].reshape(-1, width),
-                        dtype=cv2.CV_32F)
+    kernels.rgb_normalise(clip.reshape(-1, 3), out.numpy().reshape(3, -1), _SCALE32, _SHIFT32)
     return out
 
 
@@ -74,11 +76,56 @@ def normalize_planar_into(planes: np.ndarray, out: torch.Tensor, flip: bool = Fa
     rows = planes.reshape(channels * frames * height, width)
     if flip:  # every row of every frame and channel mirrored in one call
         rows = cv2.flip(rows, 1)
-    dst = out.numpy().reshape(channels, frames * height, width)
-    for c in range(channels):
-        plane = rows[c * frames * height:(c + 1) * frames * height]
-        cv2.addWeighted(plane, _SCALE[c], plane, 0.0, _SHIFT[c], dst=dst[c], dtype=cv2.CV_32F)
+    kernels.planar_normalise(rows.reshape(channels, -1), out.numpy().reshape(channels, -1),
+                             _SCALE32, _SHIFT32)
     return out
+
+
+def resample_yuv(frames: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                 params: sampling.SpatialParams, crop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Y, U, V planes of 4:2:0 frames at native size -> Y, U, V uint8 (T, crop, crop) of the crop of
+    `params`, mirrored when params.flip: the same window as resample_clip on the RGB frames, luma
+    resampled from the full-resolution plane, chroma upsampled straight from its half-resolution
+    window to crop size (bilinear, like luma; area when a window shrinks by more than 2x)."""
+    luma = frames[0][0]
+    height, width = luma.shape
+    y0, x0, side = sampling.source_window(height, width, params, crop)
+    chroma_h, chroma_w = frames[0][1].shape
+    cy0, cx0 = y0 // 2, x0 // 2
+    cside_y = max(1, min(chroma_h - cy0, (y0 + side + 1) // 2 - cy0))
+    cside_x = max(1, min(chroma_w - cx0, (x0 + side + 1) // 2 - cx0))
+    out = tuple(np.empty((len(frames), crop, crop), np.uint8) for _ in range(3))
+
+    def interpolation(rows: int) -> int:
+        return cv2.INTER_AREA if rows > 2 * crop else cv2.INTER_LINEAR
+
+    for t, (y, u, v) in enumerate(frames):
+        cv2.resize(y[y0:y0 + side, x0:x0 + side], (crop, crop), dst=out[0][t],
+                   interpolation=interpolation(side))
+        for plane, dst in ((u, out[1][t]), (v, out[2][t])):
+            cv2.resize(plane[cy0:cy0 + cside_y, cx0:cx0 + cside_x], (crop, crop), dst=dst,
+                       interpolation=interpolation(cside_y))
+    if params.flip:
+        for plane in out:
+            cv2.flip(plane.reshape(-1, crop), 1, dst=plane.reshape(-1, crop))
+    return out
+
+
+def normalize_yuv_into(planes: tuple[np.ndarray, np.ndarray, np.ndarray], out: torch.Tensor) -> torch.Tensor:
+    """Y, U, V uint8 (T, H, W) at the same resolution -> `out` float (3, T, H, W): BT.601 RGB,
+    rounded and clipped like swscale's, normalised, in one pass (kernels.yuv_normalise);
+    bit-identical to yuv_to_rgb followed by normalize_into."""
+    y, u, v = (np.ascontiguousarray(p).reshape(-1) for p in planes)
+    kernels.yuv_normalise(y, u, v, out.numpy().reshape(3, -1), _SCALE32, _SHIFT32)
+    return out
+
+
+def yuv_to_rgb(planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Y, U, V uint8 (T, H, W) -> uint8 RGB (T, H, W, 3), as normalize_yuv_into converts them."""
+    y, u, v = (np.ascontiguousarray(p).reshape(-1) for p in planes)
+    rgb = np.empty(planes[0].shape + (3,), np.uint8)
+    kernels.yuv_to_rgb(y, u, v, rgb.reshape(-1, 3))
+    return rgb
 
 
 def batch_buffer(n: int, num_frames: int, crop: int) -> torch.Tensor:
