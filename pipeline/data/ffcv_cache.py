@@ -8,7 +8,7 @@ picks one stored clip per video at random. Spatial jitter, by `ffcv_spatial`:
   jitter_short_side_max (uint8 (T, S, S, 3)); each clip is resampled on every read.
 - "frozen": scale and crop drawn once per stored clip at write time (so K clips per video are K
   different crops), stored cropped and planar (uint8 (3, T, crop, crop)); only the flip stays live.
-  A read is then a flip and a normalisation: ~3x the clips/s of "live" (benchmarks/RESULTS.md), for
+  A read is then a flip and a normalisation: ~2.5x the clips/s of "live" (benchmarks/RESULTS.md), for
   sweeps that trade augmentation for speed.
 Evaluation clips are stored already resized and centre-cropped, so an evaluation batch equals the
 PyAV backend's exactly. Entries are video-major (entry = stored_video * clips + clip); a JSON
