@@ -75,10 +75,11 @@ class _Clips:
     """Indexed dataset for ffcv's writer: entry -> (clip, label, video, clip_index). Decodes one video
     for all of its clips and keeps it while its entries are written; a video that fails to decode is
     written as blank clips with video = -1, which the loader leaves out and counts as corrupt.
-    `frozen`: (cfg) each clip cropped by `frozen_spatial` and stored planar (3, T, crop, crop)."""
+    With `frozen_cfg` (the DataConfig of a "frozen" cache), each clip is cropped by
+    `frozen_spatial` and stored planar (3, T, crop, crop)."""
 
-    def __init__(self, refs, spec: ClipSpec, frozen=None):
-        self.refs, self.spec, self.k, self.frozen = refs, spec, spec.eval_clips, frozen
+    def __init__(self, refs, spec: ClipSpec, frozen_cfg=None):
+        self.refs, self.spec, self.k, self.frozen = refs, spec, spec.eval_clips, frozen_cfg
         self._last: tuple | None = None
 
     def __len__(self) -> int:
@@ -116,7 +117,7 @@ def write_cache(cfg, *, split: str, train: bool, path: str | Path | None = None,
     spec = _write_spec(cfg, train)
     refs = index_split(cfg.root, split)
     mode = _mode(cfg, train)
-    clips = _Clips(refs, spec, frozen=cfg if mode == "frozen" else None)
+    clips = _Clips(refs, spec, frozen_cfg=cfg if mode == "frozen" else None)
     fields = {"clip": NDArrayField(np.dtype("uint8"), clips.shape),
               "label": IntField(), "video": IntField(), "clip_index": IntField()}
     tmp = path.with_name(path.name + ".tmp")

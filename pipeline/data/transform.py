@@ -27,8 +27,7 @@ from pipeline.data.contract import MEAN, STD
 # x_norm = (x / 255 - mean) / std = x * SCALE + SHIFT, per channel (one multiply-add per value)
 SCALE = torch.tensor([1.0 / (255.0 * s) for s in STD]).view(3, 1, 1, 1)
 SHIFT = torch.tensor([-m / s for m, s in zip(MEAN, STD)]).view(3, 1, 1, 1)
-_SCALE, _SHIFT = SCALE.view(3).tolist(), SHIFT.view(3).tolist()
-_SCALE32, _SHIFT32 = SCALE.view(3).numpy().copy(), SHIFT.view(3).numpy().copy()
+_SCALE32, _SHIFT32 = SCALE.view(3).numpy().copy(), SHIFT.view(3).numpy().copy()  # for the kernels
 
 
 def resample_clip(frames: Sequence[np.ndarray], params: sampling.SpatialParams, crop: int,
