@@ -53,7 +53,11 @@ def decode_frame_list(data: bytes, indices: Sequence[int], *, threads: int = 1) 
     Indices past the last decodable frame repeat the last frame (the edge-padding rule of
     sampling.py), which also covers a container whose frame count was over-reported.
     """
-    frames = decode_video_frames(data, indices, threads=threads)
+    return frames_to_rgb(decode_video_frames(data, indices, threads=threads))
+
+
+def frames_to_rgb(frames: Sequence) -> list[np.ndarray]:
+    """uint8 (H, W, 3) RGB of decoded frames at native size, each distinct frame converted once."""
     # threads=1: swscale's default (auto) builds a thread pool for every frame it converts,
     # which doubled the cost of a clip on 2 cores; loader workers parallelise instead
     rgb = {id(f): f.to_ndarray(format="rgb24", threads=1) for f in frames}

@@ -23,7 +23,8 @@ import torch
 
 from pipeline.data import sampling
 from pipeline.data.contract import Batch, LoadStats
-from pipeline.data.decode import CorruptVideo, decode_video_frames, probe_num_frames, yuv420_planes
+from pipeline.data.decode import (CorruptVideo, decode_video_frames, frames_to_rgb, probe_num_frames,
+                                  yuv420_planes)
 from pipeline.data.sharding import SampleRef, batch_slices, index_split, rank_items, read_fields
 from pipeline.data.transform import (batch_buffer, normalize_into, normalize_yuv_into, resample_clip,
                                       resample_yuv, yuv_to_rgb)
@@ -99,9 +100,10 @@ def _clip_plan(ref: SampleRef, spec: ClipSpec, epoch: int, spatial):
 
 
 def _decoded_clips(ref: SampleRef, spec: ClipSpec, epoch: int, spatial):
-    """Decode every frame the video's clips need in one pass, at native size. Yields per clip
-    (frames, params) and whether frames are YUV planes (8-bit 4:2:0 BT.601: the colour
-    conversion then runs after resampling, on crop-size pixels only) or RGB arrays."""
+    """Decode every frame the video's clips need in one pass, at native size. Returns
+    [(frames, params)] per clip, the label, and whether frames are YUV planes (8-bit 4:2:0
+    BT.601: the colour conversion then runs after resampling, on crop-size pixels only) or RGB
+    arrays."""
     data, label, indices, params = _clip_plan(ref, spec, epoch, spatial)
     frames = decode_video_frames(data, np.concatenate(indices))
     planes = {id(f): yuv420_planes(f) for f in frames}
@@ -109,8 +111,7 @@ def _decoded_clips(ref: SampleRef, spec: ClipSpec, epoch: int, spatial):
     if yuv:
         frames = [planes[id(f)] for f in frames]
     else:  # any other pixel format: swscale converts the whole frame to RGB
-        rgb = {id(f): f.to_ndarray(format="rgb24", threads=1) for f in frames}
-        frames = [rgb[id(f)] for f in frames]
+        frames = frames_to_rgb(frames)
     t = spec.num_frames
     clips = [(frames[k * t:(k + 1) * t], p) for k, p in enumerate(params)]
     return clips, label, yuv
