@@ -144,12 +144,12 @@ def clip_params(n: int, rng: np.random.Generator, cfg, mode: str) -> list[sampli
 
 
 def transform_stored(stored: np.ndarray, params: sampling.SpatialParams, crop: int,
-                     out: torch.Tensor) -> None:
+                     out: torch.Tensor, planar: bool = False) -> None:
     """One stored clip -> its slot of the float batch. uint8 (T, S, S, 3): the live jitter resamples
     only the crop window of the square (as if resized to params.short_side, then cropped);
     evaluation clips are stored at crop size and only normalised. Planar uint8 (3, T, crop, crop)
-    (frozen crops): flipped when params.flip, and normalised."""
-    if stored.shape[-1] != 3:
+    (frozen crops, `planar`): flipped when params.flip, and normalised."""
+    if planar:
         normalize_planar_into(stored, out, flip=params.flip)
         return
     if stored.shape[1] != crop or params.flip:
@@ -247,7 +247,8 @@ class FFCVLoader:
             params = clip_params(len(clips), rng, self.cfg, self.mode)
             stored = clips.numpy()
             out = torch.empty(len(clips), 3, self.cfg.num_frames, crop, crop)
-            list(self._pool.map(transform_stored, stored, params, [crop] * len(clips), out))
+            list(self._pool.map(transform_stored, stored, params, [crop] * len(clips), out,
+                                [self.mode == "frozen"] * len(clips)))
             self.stats.num_clips += len(clips)
             yield Batch(out, label,
                         [self.keys[v] if o else "" for v, o in zip(video.tolist(), ok.tolist())],
