@@ -78,7 +78,7 @@ def run_analysis(cfg: Config, model: torch.nn.Module, out_dir: str | Path, *, st
                  device: str = "cpu") -> dict:
     """Write every artifact into `out_dir`; returns {"summary": ..., "files": [...], "figures": [...]}."""
     from pipeline.analysis import (collect_policies, measure_redundancy, write_clips, write_cost_distribution,
-                                   write_policy_map, write_redundancy, write_report)
+                                   write_policy_map, write_redundancy, write_redundancy_vs_cost, write_report)
     from pipeline.data import build_loader
 
     out_dir = Path(out_dir)
@@ -93,6 +93,7 @@ def run_analysis(cfg: Config, model: torch.nn.Module, out_dir: str | Path, *, st
                                max_clips=max_clips)
     cost = write_cost_distribution(records, out_dir, names)
     policy = write_policy_map(records, out_dir, names) if records.layers else None
+    adaptivity = write_redundancy_vs_cost(records, out_dir, names) if records.num_clips >= 4 else None
     clips = write_clips(records, out_dir, names) if extremes_per_class else None
     static = (static_model if static_model is not None else model).to(device)
     redundancy = write_redundancy(measure_redundancy(static, loader(), tau=tau, max_clips=redundancy_clips,
@@ -108,11 +109,12 @@ def run_analysis(cfg: Config, model: torch.nn.Module, out_dir: str | Path, *, st
             "redundancy model": "given static model" if static_model is not None
             else "this model with every layer at its full variant"}
     report = write_report(out_dir, title=title, meta=meta, cost=cost, policy=policy, clips=clips,
-                          redundancy=redundancy, baselines=baselines)
+                          redundancy=redundancy, baselines=baselines, adaptivity=adaptivity)
     summary = {"note": NOTE, "meta": meta, "cost": cost["summary"], "redundancy": redundancy["overall"],
-               "policy_blocks": policy["blocks"] if policy else {}, "matching_prune_macs_ratio": matching}
+               "policy_blocks": policy["blocks"] if policy else {}, "matching_prune_macs_ratio": matching,
+               "redundancy_vs_cost": adaptivity["summary"] if adaptivity else {}}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
-    figures = [f for part in (cost, policy, clips, redundancy) if part for f in part["figures"]]
+    figures = [f for part in (cost, policy, adaptivity, clips, redundancy) if part for f in part["figures"]]
     files = sorted(p for p in out_dir.iterdir() if p.is_file())
     return {"summary": summary, "files": files, "figures": figures, "report": report}
 
@@ -162,6 +164,11 @@ def run(args) -> int:
     s = result["summary"]["cost"]
     print(f"{s['num_clips']} clips: GFLOPs avg {s['gflops_avg']:.4g} (max {s['gflops_max']:.4g}, "
           f"min {s['gflops_min']:.4g}), static {s['static_gflops']:.4g}. {NOTE}")
+    a = result["summary"]["redundancy_vs_cost"]
+    if a:
+        print(f"cost vs clip redundancy: Spearman {a['spearman']:.2f}, most redundant quarter at "
+              f"{a['most_redundant_cost']:.3f} of static, least redundant at {a['least_redundant_cost']:.3f} "
+              f"({a['quartile_cost_ratio']:.2f}x)")
     for axis, m in result["summary"]["redundancy"].items():
         print(f"redundancy {axis:8s} CC {m['cc']:.3f}  RMSE {m['rmse']:.3f}  RP {m['rp']:.3f}")
     print(f"report: {result['report']}")

@@ -82,6 +82,101 @@ def evaluate_model(cfg: Config, model: torch.nn.Module, device="cpu") -> dict:
             "note": "GFLOPs are multiply-accumulates (MACs) per clip, as in the paper and fvcore"}
 
 
+def parse_budgets(text: str) -> list[tuple[float, bool]]:
+    """"0.5,0.6,1" -> fractions of the static model's GFLOPs; "0.3G" -> absolute GFLOPs per clip."""
+    out = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        absolute = part[-1] in "gG"
+        try:
+            value = float(part[:-1] if absolute else part)
+        except ValueError:
+            raise ValueError(f"--budget {part!r}: give fractions of the static model's GFLOPs (0.6) "
+                             "or GFLOPs per clip with a G (0.3G), comma-separated") from None
+        if value <= 0:
+            raise ValueError(f"--budget {part!r} must be positive")
+        out.append((value, absolute))
+    if not out:
+        raise ValueError("--budget needs at least one value")
+    return out
+
+
+def calibration_clips(cfg: Config, num_clips: int, device="cpu") -> list[torch.Tensor]:
+    """Training-split clips (evaluation sampling: centre crops) for the budget calibration, so
+    that the validation split measures the calibrated model on clips it never saw."""
+    from pipeline.data import build_loader
+
+    clips, seen = [], 0
+    for batch in build_loader(cfg.data, split=cfg.data.train_split, train=False):
+        x = batch.clips[batch.valid]
+        clips.append(x.to(device))
+        seen += x.shape[0]
+        if seen >= num_clips:
+            break
+    return clips
+
+
+def ensure_budget_calibration(cfg: Config, model: torch.nn.Module, *, num_clips: int = 96,
+                              device="cpu", log=print) -> None:
+    from pipeline.models.budget import calibrate_budget
+
+    if float(model.budget_table[:, 1].abs().sum()) > 0:
+        return
+    log(f"calibrating the budget knob on {num_clips} clips of {cfg.data.root}/{cfg.data.train_split}")
+    calibrate_budget(model, calibration_clips(cfg, num_clips, device))
+
+
+def evaluate_budgets(cfg: Config, model: torch.nn.Module, budgets: list[tuple[float, bool]],
+                     device="cpu", log=print) -> list[dict]:
+    """One row per budget: target, GFLOPs avg / max / min reached, clip-1, video-1, clips/s."""
+    from pipeline.data import build_loader
+    from pipeline.models.budget import budget_fraction, reachable, set_budget
+    from pipeline.train.evaluate import evaluate, measure_throughput
+
+    if getattr(model, "dynamic", "none") == "none":
+        raise ValueError("--budget needs a VA-RED² model: a static or baseline model has one fixed cost")
+    model = model.to(device)
+    ensure_budget_calibration(cfg, model, device=device, log=log)
+    shape = (3, cfg.data.num_frames, cfg.data.crop_size, cfg.data.crop_size)
+    fractions = [budget_fraction(model, value, shape, absolute=absolute) for value, absolute in budgets]
+    low, high = reachable(model)
+    for (value, absolute), fraction in zip(budgets, fractions):
+        if not low - 1e-9 <= fraction <= high + 1e-9:
+            label = f"{value:g} GFLOPs ({fraction:.3f} of static)" if absolute else f"{value:g}"
+            raise ValueError(f"budget {label} is out of reach: this model reaches {low:.3f} to {high:.3f} of "
+                             f"the static model's {model.static_macs(shape) / 1e9:.4g} GFLOPs")
+    loader = build_loader(cfg.data, split=cfg.data.val_split, train=False)
+    speed_clips = None
+    rows = []
+    try:
+        for (value, absolute), fraction in zip(budgets, fractions):
+            set_budget(model, fraction)
+            result = evaluate(model, loader, num_clips=cfg.data.eval_clips, device=device)
+            if speed_clips is None:
+                speed_clips = torch.cat([b.clips[b.valid] for _, b in zip(range(2), loader)])[: cfg.data.eval_batch_size]
+            static = model.static_macs(shape) / 1e9
+            rows.append({"target": fraction, "target_gflops": fraction * static,
+                         "gflops_avg": result.gflops_avg, "gflops_max": result.gflops_max,
+                         "gflops_min": result.gflops_min, "ratio": result.gflops_avg / static,
+                         "clip_top1": result.clip_top1, "video_top1": result.video_top1,
+                         "clips_per_s": measure_throughput(model, shape, batch_size=speed_clips.shape[0],
+                                                           inputs=speed_clips.to(device), device=device,
+                                                           iters=3, warmup=1)})
+    finally:
+        set_budget(model, None)
+    return rows
+
+
+def budget_table(rows: list[dict]) -> str:
+    head = (f"{'budget':>7s} {'target GFLOPs':>13s} {'GFLOPs avg':>10s} {'x static':>8s} {'max':>8s} "
+            f"{'min':>8s} {'max/min':>7s} {'clip-1':>7s} {'video-1':>7s} {'clips/s':>8s}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['target']:7.3f} {r['target_gflops']:13.4f} {r['gflops_avg']:10.4f} {r['ratio']:8.3f} "
+                     f"{r['gflops_max']:8.4f} {r['gflops_min']:8.4f} {r['gflops_max'] / r['gflops_min']:7.2f} "
+                     f"{r['clip_top1']:7.3f} {r['video_top1']:7.3f} {r['clips_per_s']:8.1f}")
+    return "\n".join(lines)
+
+
 def finish_run(cfg: Config, run_id: str, checkpoint_dir: str | Path) -> dict:
     """Evaluate the final checkpoint, log metrics + evaluation.json + the model, close the run."""
     _, model = load_for_eval(str(checkpoint_dir))
@@ -99,9 +194,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help="checkpoint directory / file, or models:/NAME@ALIAS, runs:/ID/model")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides, e.g. data.root=/data/k400/shards data.eval_clips=10")
-    args = parser.parse_args(argv)
+    parser.add_argument("--budget", default="", metavar="B[,B...]",
+                        help="evaluate at these compute budgets: fractions of the static model's GFLOPs "
+                             "(0.5,0.6,1.0) or GFLOPs per clip with a G (0.3G)")
+    args = parser.parse_intermixed_args(argv)
     try:
         cfg, model = load_for_eval(args.source, args.overrides)
+        if args.budget:
+            rows = evaluate_budgets(cfg, model, parse_budgets(args.budget))
+            print(budget_table(rows))
+            print("GFLOPs are multiply-accumulates (MACs) per clip, hard policy; budget = target fraction of "
+                  "the static model's GFLOPs")
+            return 0
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -51,6 +51,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from pipeline.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
     from pipeline.train.evaluate import evaluate
     from pipeline.train.loop import train_epochs
+    from pipeline.train.start import start_from_static
 
     cfg = from_dict(Config, loop_config["config"])
     if cfg.runtime.keep_freed_memory:
@@ -61,21 +62,6 @@ def train_loop_per_worker(loop_config: dict) -> None:
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     model = build_model(cfg.model)
-    if cfg.train.init_from:
-        # A static model's checkpoint: its backbone weights; gates and cheap ops start fresh.
-        state = load_checkpoint(cfg.train.init_from)
-        prefix = "backbone."
-        model.load_backbone_state_dict({k[len(prefix):]: v for k, v in state["model"].items()
-                                        if k.startswith(prefix)})
-        if rank == 0:
-            print(f"initialised the backbone from {cfg.train.init_from}")
-    if cfg.train.sync_bn and world > 1:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    # Temporal cheap ops of layers whose T_out is smaller than R get no gradient at that input
-    # size (R is clamped), so DDP must look for unused parameters in dynamic models.
-    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={
-        "find_unused_parameters": cfg.model.dynamic != "none"})
-
     resume = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -88,6 +74,23 @@ def train_loop_per_worker(loop_config: dict) -> None:
     # moved to each epoch's sampling with set_epoch.
     train_loader = build_loader(cfg.data, split=cfg.data.train_split, train=True, rank=rank,
                                 world_size=world, epoch=0, device_id=device_id)
+    if cfg.train.init_from and resume is None:
+        # A static model's checkpoint: its backbone weights; gates and cheap ops start from a
+        # calibration on training clips (before DDP, which then broadcasts rank 0's state).
+        model.to(device)
+        quality = start_from_static(model, load_checkpoint(cfg.train.init_from), train_loader,
+                                    calibrate_batches=cfg.train.calibrate_batches, device=device)
+        if rank == 0:
+            detail = (f"; cheap ops calibrated on {cfg.train.calibrate_batches} batches (mean R^2 of the "
+                      f"rebuilt maps {sum(quality.values()) / len(quality):.2f})" if quality else "")
+            print(f"initialised the backbone from {cfg.train.init_from}{detail}")
+    if cfg.train.sync_bn and world > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # Temporal cheap ops of layers whose T_out is smaller than R get no gradient at that input
+    # size (R is clamped), so DDP must look for unused parameters in dynamic models.
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={
+        "find_unused_parameters": cfg.model.dynamic != "none"})
+
     val_loader = None
 
     def train_batches(epoch: int):

@@ -2,6 +2,7 @@
 
   vared2 evaluate runs/demo-r2plus1d_18-both/checkpoint_000005
   vared2 evaluate models:/vared2-demo@champion data.root=data/demo/shards
+  vared2 evaluate runs/demo-vared2-.../checkpoint_000005 --budget 0.5,0.6,0.7,0.8,1.0
 
 Prints clip-1, video-1, video-5, GFLOPs avg / max / min (multiply-accumulates per clip) and
 clips/s against the static model of the same shape timed in the same run.
@@ -15,9 +16,12 @@ HELP = "evaluate a checkpoint or models:/NAME@ALIAS (clip-1, video-1/5, GFLOPs, 
 def add_arguments(parser) -> None:
     parser.add_argument("source", help="checkpoint directory / file, or models:/NAME@ALIAS")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument("--budget", default="", metavar="B[,B...]",
+                        help="evaluate at these compute budgets: fractions of the static model's GFLOPs "
+                             "(0.5,0.6,1.0) or GFLOPs per clip with a G (0.3G)")
 
 
 def run(args) -> int:
     from jobs.evaluate import main
 
-    return main([args.source, *args.overrides])
+    return main([args.source, *args.overrides, *(["--budget", args.budget] if args.budget else [])])

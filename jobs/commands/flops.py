@@ -7,6 +7,7 @@ input sizes (frames x crop), explain most disagreements between FLOP counts in p
 
   vared2 flops --backbone r2plus1d_18 --frames 16 --size 112
   vared2 flops --checkpoint runs/demo-r2plus1d_18-both/checkpoint_000005 --clips 64
+  vared2 flops --checkpoint runs/demo-r2plus1d_18-both/checkpoint_000005 --budget 0.6,0.8
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def add_arguments(parser) -> None:
                         help="a trained checkpoint: report hard-policy GFLOPs avg/max/min over clips")
     parser.add_argument("--clips", type=int, default=32,
                         help="with --checkpoint: how many validation clips to measure (default 32)")
+    parser.add_argument("--budget", default="", metavar="B[,B...]",
+                        help="with --checkpoint: GFLOPs at these budgets (fractions of static, or 0.3G)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="with --checkpoint: config overrides, e.g. data.root=...")
 
@@ -55,26 +58,39 @@ def _checkpoint(args) -> int:
     from pipeline.models import gflops_summary, static_macs
 
     cfg, model = load_for_eval(args.checkpoint, args.overrides)
-    model.eval()
-    model.set_execution("hard")
-    macs = []
+    budgets = [(None, False)]
+    if args.budget:
+        from jobs.evaluate import ensure_budget_calibration, parse_budgets
+
+        budgets = parse_budgets(args.budget)
+        ensure_budget_calibration(cfg, model)
+    clips = []
     seen = 0
-    with torch.no_grad():
-        for batch in build_loader(cfg.data, split=cfg.data.val_split, train=False):
-            clips = batch.clips[batch.valid]
-            macs.append(model(clips).macs.double())
-            seen += clips.shape[0]
-            if seen >= args.clips:
-                break
-    per_clip = torch.cat(macs)[: args.clips]
-    shape = tuple(clips.shape[1:])
-    summary = gflops_summary(per_clip)
+    for batch in build_loader(cfg.data, split=cfg.data.val_split, train=False):
+        clips.append(batch.clips[batch.valid])
+        seen += clips[-1].shape[0]
+        if seen >= args.clips:
+            break
+    shape = tuple(clips[0].shape[1:])
     static = static_macs(model, shape) / 1e9
     print(f"checkpoint    {args.checkpoint} ({cfg.model.backbone}, dynamic={cfg.model.dynamic}, "
           f"S={cfg.model.search_space})")
-    print(f"input         {' x '.join(map(str, shape))} (C x T x H x W), {per_clip.numel()} clips "
+    print(f"input         {' x '.join(map(str, shape))} (C x T x H x W), {min(seen, args.clips)} clips "
           f"of {cfg.data.root}/{cfg.data.val_split}")
-    print(f"GFLOPs        avg {summary['avg']:.4f}  max {summary['max']:.4f}  min {summary['min']:.4f}"
-          f"  (hard policy, multiply-accumulates)")
+    model.eval()
+    for value, absolute in budgets:
+        label = "trained policy"
+        if value is not None:
+            from pipeline.models.budget import budget_fraction, set_budget
+
+            fraction = budget_fraction(model, value, shape, absolute=absolute)
+            set_budget(model, fraction)  # ValueError with the reachable range
+            label = f"budget {fraction:.3f} ({fraction * static:.4f} GFLOPs)"
+        model.set_execution("hard")
+        with torch.no_grad():
+            per_clip = torch.cat([model(x).macs.double() for x in clips])[: args.clips]
+        summary = gflops_summary(per_clip)
+        print(f"GFLOPs        avg {summary['avg']:.4f}  max {summary['max']:.4f}  min {summary['min']:.4f}"
+              f"  ({summary['avg'] / static:.3f} of static; hard policy, multiply-accumulates; {label})")
     print(f"static        {static:.4f} GFLOPs (every layer at full cost)")
     return 0

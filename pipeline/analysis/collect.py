@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.analysis.clip_redundancy import clip_redundancy
 from pipeline.models import DynamicConvBase, dynamic_layers, temporal_factors
 
 
@@ -47,6 +48,7 @@ class PolicyRecords:
     layer_macs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))  # (N, L)
     channel_ratio: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (N, L)
     temporal_ratio: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (N, L)
+    redundancy: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (N,) clip_redundancy of each clip
     cheapest: dict[int, list[ExtremeClip]] = field(default_factory=dict)  # class -> ascending cost
     costliest: dict[int, list[ExtremeClip]] = field(default_factory=dict)  # class -> descending cost
 
@@ -100,7 +102,7 @@ def collect_policies(model: nn.Module, batches: Iterable, *, device: torch.devic
         named = list(model.gated_layers())
     layers: list[LayerInfo] | None = None
     records: PolicyRecords | None = None
-    keys, labels, macs, layer_macs, ch, tm = [], [], [], [], [], []
+    keys, labels, macs, layer_macs, ch, tm, red = [], [], [], [], [], [], []
     try:
         for batch in batches:
             valid = torch.as_tensor(getattr(batch, "valid", torch.ones(len(batch.keys), dtype=torch.bool)))
@@ -112,6 +114,7 @@ def collect_policies(model: nn.Module, batches: Iterable, *, device: torch.devic
             if not bool(valid.any()):
                 continue
             clips = batch.clips[valid]
+            red.append(clip_redundancy(clips).numpy())
             out = model(clips.to(device))
             if layers is None:
                 layers = [LayerInfo(name, block_of(name), r.full_macs, r.output_shape[1],
@@ -150,6 +153,7 @@ def collect_policies(model: nn.Module, batches: Iterable, *, device: torch.devic
     records.layer_macs = np.concatenate(layer_macs)
     records.channel_ratio = np.concatenate(ch)
     records.temporal_ratio = np.concatenate(tm)
+    records.redundancy = np.concatenate(red)
     return records
 
 

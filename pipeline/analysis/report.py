@@ -27,7 +27,7 @@ def _image(fig: Figure, out_dir: Path) -> list[str]:
 
 def write_report(out_dir: str | Path, *, title: str, meta: dict, cost: dict | None = None,
                  policy: dict | None = None, clips: dict | None = None, redundancy: dict | None = None,
-                 baselines: dict | None = None) -> Path:
+                 baselines: dict | None = None, adaptivity: dict | None = None) -> Path:
     """`report.md` in `out_dir`; each section is the dict a `write_*` function of this package returned."""
     out_dir = Path(out_dir)
     lines = [f"# {title}", "", NOTE, ""]
@@ -42,6 +42,19 @@ def write_report(out_dir: str | Path, *, title: str, meta: dict, cost: dict | No
                             v["cost_percent_avg"]] for c, v in s["per_class"].items()])
         lines += [f"Static model: {s['static_gflops']:.4g} GFLOPs per clip.", ""]
         for fig in cost["figures"]:
+            lines += _image(fig, out_dir)
+    if adaptivity:
+        a = adaptivity["summary"]
+        lines += ["## Does the cost follow the clip's redundancy?", "",
+                  "Redundancy of a clip: mean correlation of its adjacent frames (1 = a still image).", ""]
+        lines += _table(["Spearman(redundancy, compute spared)", "most redundant quarter: cost",
+                         "least redundant quarter: cost", "ratio", "clips"],
+                        [[a["spearman"], a["most_redundant_cost"], a["least_redundant_cost"],
+                          a["quartile_cost_ratio"], a["num_clips"]]])
+        lines += _table(["class", "mean redundancy", "mean cost (fraction of static)"],
+                        [[c, v["redundancy"], v["cost_ratio"]] for c, v in
+                         sorted(a["per_class"].items(), key=lambda kv: -kv[1]["redundancy"])])
+        for fig in adaptivity["figures"]:
             lines += _image(fig, out_dir)
     if policy:
         lines += ["## Policy map", "", "Ratio of computed features per block (all classes; 1 = static).", ""]

@@ -12,6 +12,9 @@ DynamicMode = Literal["both", "temporal", "channel", "none"]
 # "soft": training mixes all variants by the raw gate values (the paper); "straight_through" (ours):
 # the training forward runs the argmax variant, the gradient reaches the gates as in soft mode.
 GateTraining = Literal["straight_through", "soft"]
+# How a gate's BatchNorm normalises in training (pipeline/models/gate.py): "running" (ours) uses its
+# running statistics, so a decision never depends on the other clips of a batch; "batch" is plain BN.
+GateNorm = Literal["running", "batch"]
 Baseline = Literal["none", "magnitude", "channel_gating"]
 
 
@@ -28,6 +31,7 @@ class ModelConfig(Section):
     dynamic: DynamicMode = "both"
     search_space: int = 2
     gate_training: GateTraining = "straight_through"
+    gate_norm: GateNorm = "running"
     gate_hidden_min: int = 16
     dropout: float = 0.0
     # Table 7 baselines (pipeline/models/baselines), built from the static backbone in place of the

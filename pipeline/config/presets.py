@@ -67,7 +67,7 @@ def demo() -> Config:
     """
     return Config(
         name="demo",
-        model=ModelConfig(backbone="r2plus1d_18", num_classes=4, base_width=16, dynamic="temporal"),
+        model=ModelConfig(backbone="r2plus1d_18", num_classes=4, base_width=16, dynamic="both"),
         data=DataConfig(root="data/demo/shards", num_frames=8, frame_stride=2, crop_size=64,
                         jitter_short_side_min=64, jitter_short_side_max=72, eval_short_side=64,
                         eval_clips=3, batch_size=4, eval_batch_size=8, num_workers=0, prefetch=2),

@@ -23,6 +23,17 @@ class TrainConfig(Section):
     schedule: Schedule = "cosine"
     lambda_e: float = 0.5  # weight of the efficiency loss L_e
     lambda_e_warmup_epochs: int = 0  # ramp lambda_e linearly from 0 over these epochs
+    # Weight of the distortion term (ours, pipeline/train/losses.py): how much the gates pay for the
+    # share of a layer's output a cheaper variant gets wrong on this clip. 0 = the paper's loss only.
+    lambda_d: float = 10.0
+    # Converting a static model (init_from): batches of training clips used to fit the channel cheap
+    # ops and the gate statistics to the static model's outputs (0 = identity-copy start).
+    calibrate_batches: int = 8
+    # After the last epoch of a model trained with soft mixing (model.gate_training=soft): batches of
+    # training clips over which the backbone's BatchNorm statistics are re-estimated under the hard
+    # policy (0 = keep the soft-mode statistics). Straight-through training already runs the hard
+    # policy in its forwards, so its statistics need no repair (measured: +-1 point, inside noise).
+    recalibrate_batches: int = 32
     # Learning-rate multiplier of the gates (ours). With Adam a parameter moves about lr per step
     # whatever its gradient, and a gate must move its logits by ~0.5 before argmax switches.
     gate_lr_mult: float = 1.0
@@ -38,6 +49,9 @@ class TrainConfig(Section):
         self._require(self.epochs >= 1, "epochs", "must be at least 1")
         self._require(self.lr > 0, "lr", "must be positive")
         self._require(self.lambda_e >= 0, "lambda_e", "must be 0 or more")
+        self._require(self.lambda_d >= 0, "lambda_d", "must be 0 or more")
+        self._require(self.calibrate_batches >= 0, "calibrate_batches", "must be 0 or more")
+        self._require(self.recalibrate_batches >= 0, "recalibrate_batches", "must be 0 or more")
         self._require(self.gate_lr_mult > 0, "gate_lr_mult", "must be positive")
         self._require(self.lambda_e_warmup_epochs >= 0, "lambda_e_warmup_epochs", "must be 0 or more")
         self._require(self.weight_decay >= 0, "weight_decay", "must be 0 or more")

@@ -26,8 +26,6 @@ from pipeline.models.gate import GateValues, SoftModulationGate
 SEARCH_SPACES = (2, 3, 4)
 MODES = ("both", "temporal", "channel")
 EXECUTIONS = ("auto", "soft", "hard")
-# Added to the sum of gate values before normalising them into v = V / sum(V) (ours).
-RATIO_EPS = 1e-6
 
 
 def channel_ratios(search_space: int) -> list[float]:
@@ -72,6 +70,8 @@ class LayerRecord:
     macs: Tensor  # (B,) int64
     full_macs: int  # per-sample MACs of the static conv
     expected_ratio: Tensor  # (B,) r^s / R^s, differentiable w.r.t. the gate (METHOD.md section 5)
+    # (B,) gate-weighted distortion of the cheaper variants (training forwards only; see `_distortion`)
+    distortion: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,42 @@ class _Plan:
     macs: Tensor  # (S, S) long: per-sample MACs of each variant
     ratios: Tensor  # r_i, in the input's dtype
     inverse_factors: Tensor  # 1 / R_j
+
+
+class _StraightThroughMix(torch.autograd.Function):
+    """The straight-through mix of S variants: forward = each sample's chosen variant, exactly; the
+    gradient is that of sum_k w_k * variant_k with w = onehot(chosen) + p - p.detach(): d/dp_k =
+    <g, variant_k> per sample, d/d variant_k = g on the samples that chose k. The same values as
+    forming that weighted sum, without its S full-size products and sums."""
+
+    @staticmethod
+    def forward(ctx, chosen: Tensor, probs: Tensor, *variants: Tensor) -> Tensor:
+        ctx.save_for_backward(chosen, *variants)
+        ctx.uniform = None
+        if not torch.compiler.is_compiling():
+            first = int(chosen[0])
+            if bool((chosen == first).all()):
+                ctx.uniform = first
+                return variants[first].clone()
+        out = variants[0].clone()
+        for k in range(1, len(variants)):
+            mask = (chosen == k).view(-1, *([1] * (out.dim() - 1)))
+            out = torch.where(mask, variants[k], out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        chosen, *variants = ctx.saved_tensors
+        g = grad.flatten(1)
+        grad_probs = torch.stack([torch.einsum("bi,bi->b", g, v.flatten(1).to(g.dtype)) for v in variants], dim=1)
+        grads = []
+        for k in range(len(variants)):
+            if ctx.uniform is not None:
+                grads.append(grad if k == ctx.uniform else None)
+            else:
+                mask = (chosen == k).view(-1, *([1] * (grad.dim() - 1)))
+                grads.append(grad * mask if bool(mask.any()) else None)
+        return (None, grad_probs, *grads)
 
 
 def _put(dst: Tensor, idx: Tensor | None, src: Tensor) -> Tensor:
@@ -157,8 +193,11 @@ class DynamicConvBase(nn.Module):
                             if self.has_temporal else None)
         self._execution = "auto"
         self._forced: tuple[int | None, int | None] | None = None
+        # Inference-time shift of every choice towards cheaper options (pipeline/models/budget.py):
+        # option k's log-probability gets + offset * k before the argmax; 0 = the trained policy.
+        self.budget_offset = 0.0
         # How training mixes the variants: "soft" (paper) or "straight_through" (ours); see
-        # `_mixing_weights`. Set per model by `VaredModel(gate_training=...)`.
+        # `_mix`. Set per model by `VaredModel(gate_training=...)`.
         self.gate_training = "soft"
         self.record: LayerRecord | None = None
         self._macs_tables: dict[tuple[int, ...], Tensor] = {}
@@ -347,39 +386,107 @@ class DynamicConvBase(nn.Module):
         frames = self.temporal_op.new_frames_3d(full, factor)  # (B, C, n, R - 1, H, W)
         return torch.cat([full.unsqueeze(3), frames], dim=3).flatten(2, 3)
 
-    def _mixing_weights(self, values: Tensor, chosen: Tensor) -> Tensor:
-        """(B, S) weights of the variants in a training forward.
+    def _mix(self, values: Tensor, probs: Tensor, chosen: Tensor, variants: list[Tensor]) -> Tensor:
+        """The training output of one head from its S variants.
 
-        "soft" (the paper): the raw gate values. "straight_through" (ours): the forward uses the
-        one-hot argmax choice, exactly what hard inference runs, while the gradient reaches the gate
-        values as in soft mode (w = onehot + V - V.detach()). Pure soft mixing trains the network on
-        a blend of variants that argmax inference never computes; on the demo data a soft-trained
-        model scored 0.65 in soft mode but chance (0.25) in hard mode.
+        "soft" (the paper): sum_k V_k * variant_k with the raw gate values. "straight_through" (ours):
+        the forward is the one-hot argmax choice, exactly what hard inference runs, while the
+        gradient reaches the gate's choice probabilities v (`GateValues.*_probs`) as in soft mode
+        (w = onehot + v - v.detach(); `_StraightThroughMix`). Pure soft mixing trains the network on
+        a blend of variants that argmax inference never computes (on the demo data a soft-trained
+        model scored 0.65 in soft mode, chance in hard mode, before BatchNorm recalibration).
+        Probabilities keep the part of the gradient common to all options out: it cannot change the
+        choice, but on the raw values it pushed whole heads to 0 (7% of heads ended dead, never to
+        get a gradient again).
         """
         if self.gate_training == "soft":
-            return values
-        onehot = torch.zeros_like(values).scatter_(1, chosen[:, None], 1.0)  # meta-safe one_hot
-        return onehot + values - values.detach()
+            return sum(self._bcast(values[:, k]) * v for k, v in enumerate(variants))
+        return _StraightThroughMix.apply(chosen, probs, *variants)
 
     def _soft(self, x: Tensor, gate: GateValues, forced_i: int | None, forced_j: int | None,
-              factors: list[int], out_frames: int, ci: Tensor, tj: Tensor) -> Tensor:
+              factors: list[int], out_frames: int, ci: Tensor, tj: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The training forward; returns (output, per-sample distortion term or None)."""
         y = self._conv(x, self.out_channels, 1)  # (B, C_out, T_out, H, W): run once
+        distortion = None
+        inv_var = None
+        if (self.has_channel and forced_i is None) or (self.has_temporal and forced_j is None):
+            with torch.no_grad():  # each channel's variance over the batch: the distortion's unit
+                flat = y.detach().float().flatten(2)  # (B, C, N): sums over contiguous rows are fast
+                n = flat.shape[0] * flat.shape[2]
+                mean = flat.sum(dim=2).sum(dim=0) / n
+                var = (flat * flat).sum(dim=2).sum(dim=0) / n - mean * mean
+                inv_var = 1.0 / (var * n / max(n - 1, 1)).clamp_min(1e-6)
         if self.has_channel:
             if forced_i is not None:
                 y = self._fill_channels(y[:, : self.computed_channels[forced_i]], forced_i)
             else:
-                w = self._mixing_weights(gate.channel, ci)
-                y = sum(self._bcast(w[:, i]) * self._fill_channels(y[:, :m], i)
-                        for i, m in enumerate(self.computed_channels))
+                variants = [self._fill_channels(y[:, :m], i) for i, m in enumerate(self.computed_channels)]
+                distortion = self._distortion(gate.channel_probs, self._channel_errors(y, inv_var))
+                y = self._mix(gate.channel, gate.channel_probs, ci, variants)
         if self.has_temporal:
             if forced_j is not None:
                 f = factors[forced_j]
                 y = self._fill_frames(y[:, :, ::f], f, out_frames)
             else:
-                w = self._mixing_weights(gate.temporal, tj)
-                y = sum(self._bcast(w[:, j]) * self._fill_frames(y[:, :, ::f], f, out_frames)
-                        for j, f in enumerate(factors))
-        return y
+                variants = [self._fill_frames(y[:, :, ::f], f, out_frames) for f in factors]
+                d = self._distortion(gate.temporal_probs, self._temporal_errors(y, inv_var, factors, out_frames))
+                distortion = d if distortion is None else distortion + d
+                y = self._mix(gate.temporal, gate.temporal_probs, tj, variants)
+        return y, distortion
+
+    @staticmethod
+    def _error(rebuilt: Tensor, target: Tensor, inv_var: Tensor, total: int) -> Tensor:
+        """(B,) sum of squared errors in units of each channel's variance (channels on dim 1),
+        divided by the `total` number of output elements per sample."""
+        shape = (1, -1) + (1,) * (target.dim() - 2)
+        return ((rebuilt.float() - target.float()) ** 2 * inv_var.view(shape)).flatten(1).sum(dim=1) / total
+
+    def _channel_errors(self, y: Tensor, inv_var: Tensor) -> Tensor:
+        """(B, S): how much of the full output each channel variant gets wrong (only its rebuilt maps
+        differ), computed from the detached full output so that only the cheap ops get a gradient."""
+        frames = self._as_frames(y.detach())
+        total = frames[0].numel()
+        errors = [frames.new_zeros(frames.shape[0], dtype=torch.float32)]
+        for i, m in enumerate(self.computed_channels[1:], start=1):
+            op = self.channel_ops[i - 1]
+            if op.new == 0:
+                errors.append(errors[0])
+                continue
+            errors.append(self._error(op.new_maps(frames[:, :m]), frames[:, m:], inv_var[m:], total))
+        return torch.stack(errors, dim=1)
+
+    def _temporal_errors(self, y: Tensor, inv_var: Tensor, factors: list[int], out_frames: int) -> Tensor:
+        """(B, S): the same for the temporal variants of `y` (the channel-mixed output)."""
+        y = y.detach()
+        b, c, t, h, w = y.shape
+        total = y[0].numel()
+        errors = []
+        for f in factors:
+            if f == 1:
+                errors.append(y.new_zeros(b, dtype=torch.float32))
+            elif t % f == 0:  # frames i * f + k, k >= 1, are the rebuilt ones
+                n = t // f
+                new = self.temporal_op.new_frames(y[:, :, ::f], f)  # (B, C, n, f - 1, H, W)
+                target = y.reshape(b, c, n, f, h, w)[:, :, :, 1:]
+                errors.append(self._error(new, target, inv_var, total))
+            else:  # a trimmed last group: compare whole variants
+                errors.append(self._error(self._fill_frames(y[:, :, ::f], f, out_frames), y, inv_var, total))
+        return torch.stack(errors, dim=1)
+
+    @staticmethod
+    def _distortion(probs: Tensor, errors: Tensor) -> Tensor:
+        """The distortion term of one head (ours), (B,): sum_k v[k] * D_k, v the choice probabilities.
+
+        D_k (`errors`, (B, S)) is the mean squared difference between variant k and the full-compute
+        output, per channel in units of that channel's variance over the batch: how much of the
+        layer's output the cheaper variant gets wrong for this clip. The gate gets the gradient of v
+        (D detached): a cheap choice costs what it distorts, so clips whose frames and maps repeat
+        (small D) are the ones it makes cheap. The cheap ops get the gradient of D (computed from the
+        detached full output, v detached): every cheap op learns, each step, to rebuild the maps it
+        stands in for, weighted towards the clips that are likely to use it.
+        """
+        errors = errors.to(probs.dtype)
+        return (probs * errors.detach()).sum(dim=1) + (probs.detach() * errors).sum(dim=1)
 
     def _bcast(self, v: Tensor) -> Tensor:
         return v.view(-1, *([1] * (self.spatial_dims + 1)))
@@ -405,19 +512,24 @@ class DynamicConvBase(nn.Module):
             self._variant(src.index_select(0, idx), i, factor, out_frames, dst=out, idx=idx, preselected=pre)
         return out
 
-    def _choice(self, values: Tensor | None, forced: int | None, batch: int, device) -> Tensor:
-        if forced is not None or values is None:
+    def _choice(self, probs: Tensor | None, forced: int | None, batch: int, device) -> Tensor:
+        """argmax V, ties broken by the pre-activations: the argmax of the choice probabilities
+        (the same index wherever a value is positive; when max(tanh, 0) zeroes a whole head, the
+        head still decides by its pre-activations instead of falling to index 0 for good)."""
+        if forced is not None or probs is None:
             return torch.full((batch,), forced or 0, dtype=torch.long, device=device)
-        return values.argmax(dim=1)
+        if self.budget_offset and not self.is_soft():
+            shift = torch.arange(probs.shape[1], device=probs.device, dtype=probs.dtype) * self.budget_offset
+            return (probs.clamp_min(1e-30).log() + shift).argmax(dim=1)
+        return probs.argmax(dim=1)
 
-    def _expected(self, values: Tensor | None, forced: int | None, s: Tensor, batch: int) -> Tensor:
-        """sum_k v[k] * s[k] with v = V / (sum V + eps); one-hot when forced; 1 without the axis."""
-        if values is None:
+    def _expected(self, probs: Tensor | None, forced: int | None, s: Tensor, batch: int) -> Tensor:
+        """sum_k v[k] * s[k], v the gate's choice probabilities; one-hot when forced; 1 without the axis."""
+        if probs is None:
             return s.new_ones(batch)
         if forced is not None:
             return s[forced].expand(batch)
-        v = values / (values.sum(dim=1, keepdim=True) + RATIO_EPS)
-        return v @ s
+        return probs @ s
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != self.spatial_dims + 2:
@@ -431,11 +543,15 @@ class DynamicConvBase(nn.Module):
         forced_i = forced_i if self.has_channel else None
         forced_j = forced_j if self.has_temporal else None
 
-        gate = self.gate(x)
-        ci = self._choice(gate.channel, forced_i, batch, x.device)
-        tj = self._choice(gate.temporal, forced_j, batch, x.device)
+        # The gate reads a detached input (ours): the policy learns through the gate's own parameters,
+        # and L_e / the distortion term never reshape the backbone's features (with them attached,
+        # training accuracy fell from 0.74 to 0.62 over 6 demo epochs while GFLOPs barely moved).
+        gate = self.gate(x.detach())
+        ci = self._choice(gate.channel_probs, forced_i, batch, x.device)
+        tj = self._choice(gate.temporal_probs, forced_j, batch, x.device)
+        distortion = None
         if self.is_soft():
-            y = self._soft(x, gate, forced_i, forced_j, factors, out_frames, ci, tj)
+            y, distortion = self._soft(x, gate, forced_i, forced_j, factors, out_frames, ci, tj)
         else:
             # Known without reading the gate when every axis is forced or absent (also meta-safe).
             known_i = forced_i if self.has_channel else 0
@@ -443,12 +559,13 @@ class DynamicConvBase(nn.Module):
             fixed = None if known_i is None or known_j is None else (known_i, known_j)
             y = self._hard(x, ci, tj, fixed, factors, out_frames, out_shape)
 
-        expected = (self._expected(gate.channel, forced_i, plan.ratios, batch)
-                    * self._expected(gate.temporal, forced_j, plan.inverse_factors, batch))
+        expected = (self._expected(gate.channel_probs, forced_i, plan.ratios, batch)
+                    * self._expected(gate.temporal_probs, forced_j, plan.inverse_factors, batch))
         self.record = LayerRecord(
             channel_gate=gate.channel, temporal_gate=gate.temporal, channel_index=ci, temporal_index=tj,
             input_shape=tuple(x.shape), output_shape=tuple(y.shape),
-            macs=plan.macs[ci, tj], full_macs=plan.full_macs, expected_ratio=expected)
+            macs=plan.macs[ci, tj], full_macs=plan.full_macs, expected_ratio=expected,
+            distortion=distortion)
         return y
 
     def _plan(self, input_shape: tuple[int, ...], like: Tensor) -> "_Plan":

@@ -10,10 +10,12 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from pipeline.models.budget import TABLE_POINTS
 from pipeline.models.convert import (clear_policy, convert_to_dynamic, dynamic_layers, force_policy,
                                      set_execution)
 from pipeline.models.cost import static_macs
 from pipeline.models.dynamic_conv import LayerRecord
+from pipeline.models.gate import GATE_NORMS
 
 DYNAMIC_CHOICES = ("both", "temporal", "channel", "none")
 # Key parts of the parameters a conversion adds (allowed missing from a static checkpoint).
@@ -26,6 +28,8 @@ class VaredOutput:
     records: list[LayerRecord]  # one per dynamic layer, in module order
     macs: Tensor  # (B,) int64 per-clip MACs: static layers in full + each dynamic layer's variant + gates
     expected_ratio: Tensor  # (B,) sum_l w_l r^s_l / R^s_l, w_l = C(f_l) / sum_k C(f_k); differentiable
+    # (B,) mean over dynamic layers of the gate-weighted distortion (training forwards), else None
+    distortion: Tensor | None = None
 
     @property
     def policy(self) -> Tensor:
@@ -40,7 +44,7 @@ class VaredOutput:
         return self.macs.double() / 1e9
 
 
-# How training mixes a layer's variants (see DynamicConvBase._mixing_weights).
+# How training mixes a layer's variants (see DynamicConvBase._mix).
 GATE_TRAININGS = ("straight_through", "soft")
 
 
@@ -50,12 +54,14 @@ class VaredModel(nn.Module):
 
     def __init__(self, backbone: nn.Module, *, dynamic: str = "both", search_space: int = 2,
                  gate_hidden_min: int = 16, include: Callable[[str, nn.Module], bool] | None = None,
-                 gate_training: str = "straight_through") -> None:
+                 gate_training: str = "straight_through", gate_norm: str = "running") -> None:
         super().__init__()
         if dynamic not in DYNAMIC_CHOICES:
             raise ValueError(f"dynamic={dynamic!r} is not valid; choose one of {DYNAMIC_CHOICES}")
         if gate_training not in GATE_TRAININGS:
             raise ValueError(f"gate_training={gate_training!r} is not valid; choose one of {GATE_TRAININGS}")
+        if gate_norm not in GATE_NORMS:
+            raise ValueError(f"gate_norm={gate_norm!r} is not valid; choose one of {GATE_NORMS}")
         self.backbone = backbone
         self.dynamic = dynamic
         self.search_space = search_space
@@ -64,7 +70,16 @@ class VaredModel(nn.Module):
                                gate_hidden_min=gate_hidden_min)
             for _, layer in dynamic_layers(backbone):
                 layer.gate_training = gate_training
+                layer.gate.norm = gate_norm
         self._static_macs: dict[tuple[int, ...], int] = {}
+        # (offset, mean cost ratio) rows of the budget calibration (pipeline/models/budget.py); zeros =
+        # not calibrated. A buffer, so a checkpoint and the served model carry it.
+        self.register_buffer("budget_table", torch.zeros(TABLE_POINTS, 2))
+
+    def load_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True, assign: bool = False):
+        if "budget_table" not in state_dict:  # a checkpoint from before the budget knob
+            state_dict = {**state_dict, "budget_table": torch.zeros_like(self.budget_table)}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def static_macs(self, input_shape: tuple[int, ...]) -> int:
         """Per-clip MACs of the static backbone for one input of shape (C, T, H, W), cached. The first
@@ -96,7 +111,10 @@ class VaredModel(nn.Module):
             full = torch.tensor([r.full_macs for r in records], dtype=logits.dtype, device=x.device)
             weights = full / full.sum()  # (L,)
             expected = (weights[:, None] * torch.stack([r.expected_ratio for r in records])).sum(dim=0)
-        return VaredOutput(logits=logits, records=records, macs=macs, expected_ratio=expected)
+        measured = [r.distortion for r in records if r.distortion is not None]
+        distortion = torch.stack(measured).mean(dim=0) if measured else None
+        return VaredOutput(logits=logits, records=records, macs=macs, expected_ratio=expected,
+                           distortion=distortion)
 
     def set_execution(self, execution: str) -> None:
         set_execution(self.backbone, execution)
@@ -134,4 +152,5 @@ def build_model(cfg) -> VaredModel:
     backbone = BACKBONES[cfg.backbone](num_classes=cfg.num_classes, base_width=cfg.base_width,
                                        dropout=cfg.dropout)
     return VaredModel(backbone, dynamic=cfg.dynamic, search_space=cfg.search_space,
-                      gate_hidden_min=cfg.gate_hidden_min, gate_training=cfg.gate_training)
+                      gate_hidden_min=cfg.gate_hidden_min, gate_training=cfg.gate_training,
+                      gate_norm=cfg.gate_norm)

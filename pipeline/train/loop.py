@@ -16,7 +16,8 @@ import torch.distributed as dist
 from torch import nn
 
 from pipeline.config import Config
-from pipeline.train.checkpoint import restore
+from pipeline.models.calibrate import recalibrate_batchnorm
+from pipeline.train.checkpoint import restore, unwrap
 from pipeline.train.evaluate import EvalResult
 from pipeline.train.optim import build_optimizer, build_scheduler, lambda_e_at
 from pipeline.train.step import EpochMeter, train_step
@@ -38,6 +39,18 @@ def _all_reduce(meter: EpochMeter) -> EpochMeter:
     t = meter.as_tensor()
     dist.all_reduce(t)
     return EpochMeter.from_tensor(t)
+
+
+def _clips(batches: Iterable, limit: int, device) -> Iterable[torch.Tensor]:
+    """The clips of the first `limit` batches (rank padding dropped), on `device`."""
+    for i, batch in enumerate(batches):
+        if i >= limit:
+            return
+        clips = batch.clips if hasattr(batch, "clips") else batch[0]
+        valid = getattr(batch, "valid", None)
+        if valid is not None and 0 < int(valid.sum()) < len(valid):
+            clips = clips[valid]
+        yield clips.to(device, non_blocking=True)
 
 
 def train_epochs(cfg: Config, *, model: nn.Module,
@@ -73,7 +86,7 @@ def train_epochs(cfg: Config, *, model: nn.Module,
                 clips, labels = clips[valid], labels[valid]
             lam = lambda_e_at(tcfg, epoch, i / max(1, steps_per_epoch))
             result = train_step(model, clips.to(device, non_blocking=True),
-                                labels.to(device, non_blocking=True), optimizer, lambda_e=lam,
+                                labels.to(device, non_blocking=True), optimizer, lambda_e=lam, lambda_d=tcfg.lambda_d,
                                 scheduler=scheduler, autocast_dtype=dtype, grad_clip=tcfg.grad_clip)
             meter.add(result)
             step += 1
@@ -82,6 +95,12 @@ def train_epochs(cfg: Config, *, model: nn.Module,
                     f"(eff {result.loss_eff:.4f}) lambda_e {lam:.3f}")
         total = _all_reduce(meter)
         elapsed = time.perf_counter() - started
+        if epoch + 1 == tcfg.epochs and tcfg.recalibrate_batches > 0 and cfg.model.gate_training == "soft" \
+                and getattr(unwrap(model), "dynamic", "none") != "none":
+            used = recalibrate_batchnorm(unwrap(model), _clips(train_batches(tcfg.epochs), tcfg.recalibrate_batches,
+                                                                device))
+            if rank == 0:
+                log(f"BatchNorm statistics re-estimated under the hard policy on {used} batches")
         metrics = {**total.summary(), "train/clips_per_s": total.count / max(elapsed, 1e-9),
                    "train/lambda_e": lambda_e_at(tcfg, epoch, 1.0), "train/lr": scheduler.get_last_lr()[0],
                    "epoch": epoch + 1, "step": step}

@@ -17,8 +17,12 @@ def efficiency_loss(output: VaredOutput, labels: Tensor) -> Tensor:
     return ((correct * output.expected_ratio) ** 2).mean()
 
 
-def total_loss(output: VaredOutput, labels: Tensor, lambda_e: float) -> tuple[Tensor, Tensor, Tensor]:
+def total_loss(output: VaredOutput, labels: Tensor, lambda_e: float,
+               lambda_d: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
     """(L, L_a, L_e) with L_a the cross-entropy of the logits."""
     loss_acc = F.cross_entropy(output.logits, labels)
     loss_eff = efficiency_loss(output, labels)
-    return loss_acc + lambda_e * loss_eff, loss_acc, loss_eff
+    loss = loss_acc + lambda_e * loss_eff
+    if lambda_d > 0 and output.distortion is not None:
+        loss = loss + lambda_d * output.distortion.mean()
+    return loss, loss_acc, loss_eff

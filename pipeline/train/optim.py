@@ -11,12 +11,14 @@ from pipeline.config import TrainConfig
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    # No weight decay on norms, biases and gate biases: decaying beta_l would pull gates to "off".
+    # No weight decay on norms, biases and gate biases: decaying beta_l would pull gates to "off";
+    # nor on the cheap ops, whose kernels start at the identity or a least-squares fit, not near 0.
     # Gates (".gate." in the name) get their own learning rate, cfg.lr * cfg.gate_lr_mult.
     buckets: dict[tuple[bool, bool], list] = {(g, d): [] for g in (False, True) for d in (False, True)}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            buckets[(".gate." in name, param.ndim > 1)].append(param)
+            cheap = ".channel_ops." in name or ".temporal_op." in name
+            buckets[(".gate." in name, param.ndim > 1 and not cheap)].append(param)
     groups = [{"params": params, "weight_decay": cfg.weight_decay if decay else 0.0,
                "lr": cfg.lr * (cfg.gate_lr_mult if gate else 1.0)}
               for (gate, decay), params in buckets.items() if params]
