@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # The study's settings: the demo preset (VA-RED² defaults) on the study data, smaller clips so that
 # 3 seeds of 7 runs fit in about an hour on 2 cores.
-DATA = ["model.num_classes=6", "data.num_frames=8", "data.crop_size=48", "data.jitter_short_side_min=48",
-        "data.jitter_short_side_max=54", "data.eval_short_side=48", "data.eval_clips=3",
+DATA = ["model.num_classes=6", "data.num_frames=8", "data.crop_size=40", "data.jitter_short_side_min=40",
+        "data.jitter_short_side_max=45", "data.eval_short_side=40", "data.eval_clips=3",
         "data.batch_size=8", "data.num_workers=0", "train.log_every=100000", "train.eval_every=100000"]
 STATIC = ["model.dynamic=none", "train.epochs=12", "train.lr=3e-3", "train.lambda_e=0", "train.lambda_d=0"]
-DYNAMIC_EPOCHS = 5
+DYNAMIC_EPOCHS = 4
 SWEEP_LAMBDAS = (1.0, 10.0)
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57}  # two-sided 95% t quantiles by degrees of freedom
 
@@ -131,7 +131,7 @@ def prepare_data(out: Path) -> str:
     if not (shards / "val-summary.json").exists():
         print(f"generating the study videos in {out}/videos", flush=True)
         paths = make_study_dataset(out, num_train_per_class=100, num_val_per_class=50, size=56)
-        base = replace(get_preset("demo").preprocess, short_side=48, output=str(shards))
+        base = replace(get_preset("demo").preprocess, short_side=40, output=str(shards))
         for split in ("train", "val"):
             summary = preprocess(replace(base, annotations=str(paths[f"{split}_csv"]),
                                          videos=str(paths["videos"]), split=split))

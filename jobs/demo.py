@@ -1,8 +1,10 @@
 """`make demo`: the whole pipeline on embedded defaults, on one local Ray instance.
 
 generated digits videos -> WebDataset shards (Ray tasks) -> static R(2+1)D training (Ray Train,
-2 workers) -> VA-RED² training initialised from it -> hard-policy evaluation of both -> a table,
-with every run, metric, evaluation and model in the local MLflow store (sqlite:///mlruns.db).
+2 workers) -> VA-RED² training initialised from it -> hard-policy evaluation of both -> a table and
+the analysis (policy map, cost against redundancy) -> a Ray Tune sweep over lambda_e with the model
+registry -> the VA-RED² model's budget curve next to the sweep's Pareto front, with every run,
+metric, evaluation and model in the local MLflow store (sqlite:///mlruns.db).
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from pathlib import Path
 from pipeline.config import Config, apply_overrides, get_preset
 
 # Stage 1, the static backbone, trains from scratch (the demo preset describes stage 2).
-STATIC_STAGE = ["model.dynamic=none", "train.epochs=14", "train.lr=3e-3", "train.lambda_e=0"]
+STATIC_STAGE = ["model.dynamic=none", "train.epochs=16", "train.lr=3e-3", "train.lambda_e=0",
+                "train.eval_every=100"]
 # The sweep: lambda_e around the demo's value, each trial from the static model, 1 worker each.
-SWEEP_LAMBDAS = [0.5, 3.5, 12.0]
-SWEEP_STAGE = ["runtime.num_workers=1", "train.epochs=4", "tune.scheduler=none", "tune.num_samples=1",
-               "tune.static_baseline=false"]
+SWEEP_LAMBDAS = [1.0, 3.5, 10.0]
+SWEEP_STAGE = ["runtime.num_workers=1", "train.epochs=3", "train.eval_every=100", "tune.scheduler=none",
+               "tune.num_samples=1", "tune.static_baseline=false"]
+# The budget curve of the VA-RED² model (fractions of the static model's GFLOPs).
+BUDGETS = [0.5, 0.6, 0.7, 0.8, 1.0]
+STEPS = 6
 
 
 def demo_config(root: str = "data/demo", overrides=()) -> Config:
@@ -34,14 +40,14 @@ def prepare_data(cfg: Config, root: str) -> None:
     paths = {"videos": Path(root) / "videos", "train_csv": Path(root) / "train.csv",
              "val_csv": Path(root) / "val.csv"}
     if not paths["val_csv"].exists():
-        print(f"[1/5] generating the demo videos in {root}/videos")
-        paths = make_demo_dataset(root, num_train_per_class=32, num_val_per_class=12, seed=0,
+        print(f"[1/{STEPS}] generating the demo videos in {root}/videos")
+        paths = make_demo_dataset(root, num_train_per_class=40, num_val_per_class=50, seed=0,
                                   size=cfg.preprocess.short_side, fps=cfg.preprocess.fps, seconds=2.0)
     for split in ("train", "val"):
         pcfg = dataclasses.replace(cfg.preprocess, annotations=str(paths[f"{split}_csv"]),
                                    videos=str(paths["videos"]), split=split)
         summary = run_preprocess(pcfg, num_workers=cfg.runtime.num_workers)
-        print(f"[1/5] {split}: {summary.get('counts_by_status', summary.get('status_counts', ''))} "
+        print(f"[1/{STEPS}] {split}: {summary.get('counts_by_status', summary.get('status_counts', ''))} "
               f"({summary['shards_written']} shards written, {summary['shards_skipped']} reused)")
 
 
@@ -79,6 +85,22 @@ def analyze(static: dict, dynamic: dict, root: str) -> None:
     print(f"analysis report: {out / 'report.md'}")
 
 
+def budget_curve(dynamic: dict, static: dict, sweep_out: dict) -> list[dict]:
+    """The VA-RED² model at each of BUDGETS (one checkpoint, no retraining), drawn next to the sweep's
+    trained models and logged to the VA-RED² run (`budget/`)."""
+    from jobs.budget_curve import log_curve
+    from jobs.evaluate import budget_table, evaluate_budgets, load_for_eval
+
+    cfg, model = load_for_eval(str(dynamic["checkpoint"]))
+    rows = evaluate_budgets(cfg, model, [(b, False) for b in BUDGETS], log=lambda line: None)
+    print(budget_table(rows))
+    sweep_rows = sweep_out.get("rows", []) if sweep_out else []
+    files = log_curve(cfg, dynamic["run_id"], rows, sweep_rows=sweep_rows,
+                      static={"gflops_avg": static["test/gflops_avg"], "clip_top1": static["test/clip_top1"]})
+    print(f"budget curve: {files[0]} (and MLflow run {dynamic['run_id']}, budget/)")
+    return rows
+
+
 def sweep(dyn_cfg: Config, static: dict, tag: str) -> dict:
     from jobs.registry import compare
     from jobs.tune import run_sweep
@@ -103,19 +125,21 @@ def run_demo(root: str = "data/demo", overrides=()) -> list[dict]:
     tag = time.strftime("%Y%m%d-%H%M%S")
     init_ray(cfg)
     prepare_data(cfg, root)
-    print("[2/5] static R(2+1)D baseline on Ray Train")
+    print(f"[2/{STEPS}] static R(2+1)D baseline on Ray Train")
     static_cfg = apply_overrides(cfg, [*STATIC_STAGE, f"runtime.run_name=demo-static-{tag}"])
     static = train_and_evaluate(static_cfg, "static R(2+1)D-18")
-    print(f"[3/5] VA-RED² ({cfg.model.dynamic}, S={cfg.model.search_space}, lambda_e="
+    print(f"[3/{STEPS}] VA-RED² ({cfg.model.dynamic}, S={cfg.model.search_space}, lambda_e="
           f"{cfg.train.lambda_e}) initialised from the static model")
     dyn_cfg = apply_overrides(cfg, [f"train.init_from={static['checkpoint']}",
                                     f"runtime.run_name=demo-vared2-{tag}"])
     dynamic = train_and_evaluate(dyn_cfg, "VA-RED² R(2+1)D-18")
-    print("[4/5] results")
+    print(f"[4/{STEPS}] results")
     print_table([static, dynamic])
     analyze(static, dynamic, root)
-    print(f"[5/5] Ray Tune sweep over lambda_e = {SWEEP_LAMBDAS}, Pareto front, model registry")
-    sweep(dyn_cfg, static, tag)
+    print(f"[5/{STEPS}] Ray Tune sweep over lambda_e = {SWEEP_LAMBDAS}, Pareto front, model registry")
+    sweep_out = sweep(dyn_cfg, static, tag)
+    print(f"[6/{STEPS}] the VA-RED² model at budgets {BUDGETS} of the static GFLOPs (one model, no retraining)")
+    budget_curve(dynamic, static, sweep_out)
     print(f"\nMLflow: experiment '{cfg.runtime.experiment}' in sqlite:///mlruns.db "
           f"(mlflow ui --backend-store-uri sqlite:///mlruns.db); runs {static['run_id']}, "
           f"{dynamic['run_id']}; {time.perf_counter() - started:.0f} s in all")

@@ -78,7 +78,7 @@ def evaluate_model(cfg: Config, model: torch.nn.Module, device="cpu") -> dict:
             break
     clips = torch.cat(clips)[: cfg.data.eval_batch_size]
     metrics = {**result.metrics("test/"), **speed(cfg, model, clips, device)}
-    return {"metrics": metrics, "per_class_video_top1": result.per_class_top1,
+    return {"metrics": metrics, "per_class_video_top1": result.per_class_top1, "undecodable": result.failed,
             "note": "GFLOPs are multiply-accumulates (MACs) per clip, as in the paper and fvcore"}
 
 
@@ -115,7 +115,7 @@ def calibration_clips(cfg: Config, num_clips: int, device="cpu") -> list[torch.T
     return clips
 
 
-def ensure_budget_calibration(cfg: Config, model: torch.nn.Module, *, num_clips: int = 96,
+def ensure_budget_calibration(cfg: Config, model: torch.nn.Module, *, num_clips: int = 64,
                               device="cpu", log=print) -> None:
     from pipeline.models.budget import calibrate_budget
 
@@ -178,8 +178,15 @@ def budget_table(rows: list[dict]) -> str:
 
 
 def finish_run(cfg: Config, run_id: str, checkpoint_dir: str | Path) -> dict:
-    """Evaluate the final checkpoint, log metrics + evaluation.json + the model, close the run."""
+    """Evaluate the final checkpoint, log metrics + evaluation.json + the model, close the run.
+    A VA-RED² model is first calibrated for the budget knob, and the calibration is written into
+    the checkpoint that is logged, so the registered and served model carry it."""
+    from pipeline.train.checkpoint import update_weights
+
     _, model = load_for_eval(str(checkpoint_dir))
+    if getattr(model, "dynamic", "none") != "none":
+        ensure_budget_calibration(cfg, model, log=lambda line: None)
+        update_weights(checkpoint_dir, model)
     report = evaluate_model(cfg, model)
     tracking.log_metrics(cfg, run_id, report["metrics"], step=cfg.train.epochs)
     tracking.log_json(cfg, run_id, report, "evaluation.json")
@@ -213,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in report["metrics"].items():
         print(f"{key:28s} {value:.4f}")
     print(report["note"])
+    if report["undecodable"]:
+        print(f"warning: {len(report['undecodable'])} videos could not be decoded and count as wrong:",
+              file=sys.stderr)
+        for line in report["undecodable"]:
+            print(f"  {line}", file=sys.stderr)
     return 0
 
 

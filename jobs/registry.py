@@ -142,6 +142,12 @@ def compare(cfg: Config, name: str | None = None, *, sweep: str | None = None) -
             f"{_f(t, 'gflops_avg'):10.5f} {_f(t, 'gflops_max'):8.5f} {_f(t, 'gflops_min'):8.5f} "
             f"{_f(t, 'clip_top1'):7.3f} {_f(t, 'video_top1'):7.3f} "
             f"{_f(t, 'clip_top1') - base_acc:+8.3f} {_f(t, 'gflops_avg') / base_gf:13.3f}")
+    from jobs.budget_curve import curve_lines
+
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        curve = curve_lines(c.get_run(v.run_id).data.metrics) if v.run_id else []
+        if curve:
+            lines.append(f"v{v.version} budget curve (one model, `vared2 evaluate --budget`): " + "; ".join(curve))
     table = "\n".join(lines)
     print(table)
     return table

@@ -32,8 +32,31 @@ def tracking_uri(cfg: Config) -> str:
     return f"sqlite:///{Path(DEFAULT_DB).resolve()}"
 
 
+_REACHABLE: set[str] = set()
+PROBE_TIMEOUT_S = 10.0
+
+
+def check_reachable(uri: str) -> None:
+    """For an http(s) tracking server: connect once (PROBE_TIMEOUT_S) and fail with an error that
+    names it, instead of minutes of MLflow's HTTP retries ending in a traceback."""
+    if uri in _REACHABLE or not uri.startswith(("http://", "https://")):
+        return
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as err:
+        raise ValueError(f"the MLflow tracking server {uri} is unreachable ({err}); start it, or point "
+                         "runtime.tracking_uri / $MLFLOW_TRACKING_URI at a reachable one") from None
+    _REACHABLE.add(uri)
+
+
 def client(cfg: Config) -> MlflowClient:
     uri = tracking_uri(cfg)
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri)
 
@@ -99,10 +122,17 @@ def end_run(cfg: Config, run_id: str, status: str = "FINISHED") -> None:
 
 
 class VaredPyfunc(mlflow.pyfunc.PythonModel):
-    """An MLflow model: input clips float32 (B, C, T, H, W) normalised -> logits (B, K), hard mode."""
+    """An MLflow model: input clips float32 (B, C, T, H, W) normalised -> logits (B, K), hard mode.
+
+    Predict parameter `budget` (a VA-RED² model's compute knob, pipeline/models/budget.py): a
+    fraction of the static model's GFLOPs (0.6), 1.0 for the static model exactly, 0 (default) for
+    the trained policy; the calibration travels in the weights, so serving never recalibrates.
+    `predict(clips, params={"budget": 0.6})`, or `"params": {"budget": 0.6}` in a request to
+    `mlflow models serve`.
+    """
 
     # Clips are a 5D float array, which MLflow's type-hint schema cannot express: skip its
-    # type-hint validation (and its warning) and log the model without a signature.
+    # type-hint validation (and its warning); the model is logged with an explicit signature.
     _skip_type_hint_validation = True
 
     def load_context(self, context) -> None:
@@ -120,9 +150,34 @@ class VaredPyfunc(mlflow.pyfunc.PythonModel):
         import numpy as np
         import torch
 
-        with torch.no_grad():
-            out = self.model(torch.as_tensor(np.asarray(model_input, dtype=np.float32)))
+        from pipeline.models.budget import set_budget
+
+        budget = float((params or {}).get("budget", 0.0) or 0.0)
+        dynamic = getattr(self.model, "dynamic", "none") != "none"
+        if budget and not dynamic:
+            raise ValueError("budget: this model has no dynamic layers, its cost is fixed")
+        if dynamic:
+            set_budget(self.model, budget or None)
+        try:
+            with torch.no_grad():
+                out = self.model(torch.as_tensor(np.asarray(model_input, dtype=np.float32)))
+        finally:
+            if dynamic:
+                set_budget(self.model, None)
         return out.logits.numpy()
+
+
+def model_signature(cfg: Config):
+    """Clips (-1, 3, T, S, S) float32 -> logits (-1, K) float32, with the `budget` parameter."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    d = cfg.data
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, d.num_frames, d.crop_size, d.crop_size))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, cfg.model.num_classes))]),
+        params=ParamSchema([ParamSpec("budget", "double", 0.0)]))
 
 
 def log_model(cfg: Config, run_id: str, checkpoint_dir: str | Path,
@@ -133,6 +188,7 @@ def log_model(cfg: Config, run_id: str, checkpoint_dir: str | Path,
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model", python_model=VaredPyfunc(), artifacts={"checkpoint": str(ckpt)},
+            signature=model_signature(cfg),
             pip_requirements=["torch==2.13.0", "mlflow>=3.17,<3.18", "numpy"],
             registered_model_name=registered_model)
     return info

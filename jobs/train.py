@@ -167,11 +167,26 @@ def fit(cfg: Config, *, run_id: str | None = None, parent_run_id: str | None = N
 
     cfg = pin_paths(cfg)
     check_inputs(cfg)
+    tracking.check_reachable(cfg.runtime.tracking_uri)  # before Ray starts: fail in seconds
     init_ray(cfg)
     storage = cfg.runtime.storage_path
     name = run_name(cfg)
+    resuming = _resuming(storage, name)
+    lock = acquire_run_lock(storage, name)
+    try:
+        return _fit(cfg, storage, name, resuming, run_id, parent_run_id, callbacks, tags)
+    finally:
+        release_run_lock(lock)
+
+
+def _fit(cfg: Config, storage: str, name: str, resuming: bool, run_id, parent_run_id, callbacks, tags) -> dict:
+    import ray.train
+    import ray.train.torch
+
+    from jobs import tracking
+
     if run_id is None:
-        run_id = tracking.find_run(cfg, name) if _resuming(storage, name) else None
+        run_id = tracking.find_run(cfg, name) if resuming else None
         run_id = run_id or tracking.start_run(
             cfg, run_name=name, parent_run_id=parent_run_id,
             tags={"vared2.dynamic": cfg.model.dynamic, **(tags or {})})
@@ -199,8 +214,58 @@ def fit(cfg: Config, *, run_id: str | None = None, parent_run_id: str | None = N
             "storage": f"{storage}/{name}", "config": cfg}
 
 
+LOCK = ".vared2-driver.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_run_lock(storage: str, name: str) -> Path | None:
+    """Refuse a second driver for a run name that a live driver is training: both would write into
+    one MLflow run and one Ray Train folder. The lock (host, pid) sits in the run's storage folder;
+    a lock left by a dead process on this host is taken over. None for remote storage."""
+    import json
+    import socket
+
+    if "://" in storage:
+        return None
+    folder = Path(storage) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    if lock.exists():
+        try:
+            owner = json.loads(lock.read_text())
+        except (OSError, ValueError):
+            owner = {}
+        if owner and owner != me:
+            same_host = owner.get("host") == me["host"]
+            if not same_host or _alive(int(owner.get("pid", -1))):
+                where = f"pid {owner.get('pid')} on {owner.get('host')}"
+                raise ValueError(f"run {name!r} is already being trained ({where}); choose another "
+                                 f"runtime.run_name, or wait for it (if that process is gone, delete {lock})")
+    tmp = lock.with_suffix(".tmp")
+    tmp.write_text(json.dumps(me))
+    tmp.replace(lock)
+    return lock
+
+
+def release_run_lock(lock: Path | None) -> None:
+    if lock is not None:
+        lock.unlink(missing_ok=True)
+
+
 def _resuming(storage: str, name: str) -> bool:
-    return "://" not in storage and (Path(storage) / name).exists()
+    """A Ray Train folder of this name holds a run to continue (not only a driver lock)."""
+    folder = Path(storage) / name
+    return "://" not in storage and folder.is_dir() and any(p.name != LOCK for p in folder.iterdir())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ class TrainConfig(Section):
     lambda_e_warmup_epochs: int = 0  # ramp lambda_e linearly from 0 over these epochs
     # Weight of the distortion term (ours, pipeline/train/losses.py): how much the gates pay for the
     # share of a layer's output a cheaper variant gets wrong on this clip. 0 = the paper's loss only.
-    lambda_d: float = 10.0
+    lambda_d: float = 8.0
     # Converting a static model (init_from): batches of training clips used to fit the channel cheap
     # ops and the gate statistics to the static model's outputs (0 = identity-copy start).
     calibrate_batches: int = 8
@@ -37,6 +37,9 @@ class TrainConfig(Section):
     # Learning-rate multiplier of the gates (ours). With Adam a parameter moves about lr per step
     # whatever its gradient, and a gate must move its logits by ~0.5 before argmax switches.
     gate_lr_mult: float = 1.0
+    # Share of the epochs, at the end, with the gates frozen (ours): the policy stops moving and the
+    # network adapts to the decisions inference will make (rounded down: 6 epochs -> the last 2).
+    gate_freeze_fraction: float = 1 / 3
     init_from: str = ""  # checkpoint of a static backbone to start the dynamic stage from
     amp: bool = True  # mixed precision, used only on GPU
     sync_bn: bool = False
@@ -50,6 +53,7 @@ class TrainConfig(Section):
         self._require(self.lr > 0, "lr", "must be positive")
         self._require(self.lambda_e >= 0, "lambda_e", "must be 0 or more")
         self._require(self.lambda_d >= 0, "lambda_d", "must be 0 or more")
+        self._require(0 <= self.gate_freeze_fraction < 1, "gate_freeze_fraction", "must lie in [0, 1)")
         self._require(self.calibrate_batches >= 0, "calibrate_batches", "must be 0 or more")
         self._require(self.recalibrate_batches >= 0, "recalibrate_batches", "must be 0 or more")
         self._require(self.gate_lr_mult > 0, "gate_lr_mult", "must be positive")

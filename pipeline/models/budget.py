@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from pipeline.models.convert import clear_policy, dynamic_layers, force_policy
 
-TABLE_POINTS = 25  # offsets in the calibration table
+TABLE_POINTS = 24  # rows of the calibration table (offsets measured at most)
 FULL = 1.0
 
 
@@ -69,26 +69,41 @@ def cheapest_ratio(model: nn.Module, input_shape: tuple[int, ...]) -> float:
 
 @torch.no_grad()
 def calibrate_budget(model: nn.Module, clips: Iterable[Tensor], *, points: int = TABLE_POINTS,
-                     max_offset: float = 16.0) -> Tensor:
+                     initial: int = 9, max_offset: float = 16.0, max_gap: float = 0.015) -> Tensor:
     """Fill and return `model.budget_table` ((points, 2): offset, mean cost ratio on `clips`).
 
-    Offsets span [-max_offset, max_offset] densely near 0, where the trained policy sits; the mean
-    cost is made non-increasing in the offset (it is, up to the interplay of layers)."""
+    Starts from `initial` offsets in [-max_offset, max_offset] (dense near 0, where the trained
+    policy sits), then splits the interval with the largest jump in cost until no jump exceeds
+    `max_gap` or `points` offsets are measured; rows beyond the measured ones repeat the last. The
+    mean cost is made non-increasing in the offset (it is, up to the interplay of layers)."""
     clips = list(clips)
     if not clips:
         raise ValueError("calibrate_budget needs at least one batch of clips")
-    u = torch.linspace(-1.0, 1.0, points, dtype=torch.float64)
-    offsets = max_offset * u.abs().pow(2) * u.sign()
-    costs = []
+    if not 3 <= initial <= points:
+        raise ValueError(f"initial={initial} must lie in [3, points={points}]")
+    u = torch.linspace(-1.0, 1.0, initial, dtype=torch.float64)
+    measured: dict[float, float] = {}
+
+    def measure(off: float) -> None:
+        set_offset(model, off)
+        measured[off] = mean_cost(model, clips)[0]
+
     try:
-        for off in offsets.tolist():
-            set_offset(model, off)
-            costs.append(mean_cost(model, clips)[0])
+        for off in (max_offset * u.abs().pow(2) * u.sign()).tolist():
+            measure(off)
+        while len(measured) < points:
+            offs = sorted(measured)
+            gaps = [(measured[a] - measured[b], a, b) for a, b in zip(offs, offs[1:])]
+            gap, a, b = max(gaps)
+            if gap <= max_gap:
+                break
+            measure((a + b) / 2)
     finally:
         set_offset(model, 0.0)
-    costs_t = torch.tensor(costs, dtype=torch.float64)
-    costs_t = torch.cummin(costs_t, dim=0).values  # non-increasing in the offset
-    table = torch.stack([offsets, costs_t], dim=1)
+    offs = sorted(measured)
+    rows = [(o, measured[o]) for o in offs] + [(offs[-1], measured[offs[-1]])] * (points - len(offs))
+    table = torch.tensor(rows, dtype=torch.float64)
+    table[:, 1] = torch.cummin(table[:, 1], dim=0).values  # non-increasing in the offset
     if isinstance(getattr(model, "budget_table", None), Tensor) and model.budget_table.shape == table.shape:
         model.budget_table.copy_(table)
     else:
@@ -121,7 +136,7 @@ def offset_for(model: nn.Module, budget: float) -> float:
     if budget >= costs[0]:
         return float(offsets[0])
     for k in range(1, len(costs)):
-        if costs[k] <= budget:
+        if costs[k] <= budget and offsets[k] > offsets[k - 1]:
             c0, c1 = float(costs[k - 1]), float(costs[k])
             t = 0.0 if c0 == c1 else (c0 - budget) / (c0 - c1)
             return float(offsets[k - 1] + t * (offsets[k] - offsets[k - 1]))

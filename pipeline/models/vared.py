@@ -28,7 +28,7 @@ class VaredOutput:
     records: list[LayerRecord]  # one per dynamic layer, in module order
     macs: Tensor  # (B,) int64 per-clip MACs: static layers in full + each dynamic layer's variant + gates
     expected_ratio: Tensor  # (B,) sum_l w_l r^s_l / R^s_l, w_l = C(f_l) / sum_k C(f_k); differentiable
-    # (B,) mean over dynamic layers of the gate-weighted distortion (training forwards), else None
+    # (B,) sum_l w_l D_l of the layers' gate-weighted distortions (training forwards), else None
     distortion: Tensor | None = None
 
     @property
@@ -79,6 +79,8 @@ class VaredModel(nn.Module):
     def load_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True, assign: bool = False):
         if "budget_table" not in state_dict:  # a checkpoint from before the budget knob
             state_dict = {**state_dict, "budget_table": torch.zeros_like(self.budget_table)}
+        elif state_dict["budget_table"].shape != self.budget_table.shape:  # calibrated on another grid
+            self.budget_table = torch.zeros_like(state_dict["budget_table"])
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def static_macs(self, input_shape: tuple[int, ...]) -> int:
@@ -111,8 +113,11 @@ class VaredModel(nn.Module):
             full = torch.tensor([r.full_macs for r in records], dtype=logits.dtype, device=x.device)
             weights = full / full.sum()  # (L,)
             expected = (weights[:, None] * torch.stack([r.expected_ratio for r in records])).sum(dim=0)
-        measured = [r.distortion for r in records if r.distortion is not None]
-        distortion = torch.stack(measured).mean(dim=0) if measured else None
+        # Each layer's distortion weighted by its share of the cost, as L_e weights its savings: every
+        # layer then trades computation for distortion at the same rate, and the clip decides.
+        distortion = None
+        if records and any(r.distortion is not None for r in records):
+            distortion = sum(w * r.distortion for w, r in zip(weights.tolist(), records) if r.distortion is not None)
         return VaredOutput(logits=logits, records=records, macs=macs, expected_ratio=expected,
                            distortion=distortion)
 

@@ -77,6 +77,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def update_weights(directory: str | Path, model: nn.Module) -> Path:
+    """Rewrite the weights of the checkpoint in `directory` with `model`'s (same everything else),
+    e.g. after a calibration that only fills buffers."""
+    path = Path(directory)
+    path = path / CHECKPOINT_FILE if path.is_dir() else path
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state["model"] = unwrap(model).state_dict()
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return path
+
+
 def restore(state: dict[str, Any], *, model: nn.Module, optimizer=None, scheduler=None,
             restore_rng: bool = True) -> None:
     unwrap(model).load_state_dict(state["model"])

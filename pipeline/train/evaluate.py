@@ -26,18 +26,24 @@ class EvalResult:
     num_videos: int
     num_clips: int
     per_class_top1: dict[int, float] = field(default_factory=dict)  # video-1 per class
+    # Videos the loader could not decode ("key: error"); counted as wrong in clip-1 / video-1 /
+    # video-5 (and in num_videos) unless the evaluation excluded them.
+    num_failed: int = 0
+    failed: list[str] = field(default_factory=list)
 
     def metrics(self, prefix: str = "val/") -> dict[str, float]:
-        out = {k: float(v) for k, v in asdict(self).items() if k != "per_class_top1"}
+        out = {k: float(v) for k, v in asdict(self).items() if k not in ("per_class_top1", "failed")}
         return {prefix + k: v for k, v in out.items()}
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, *, num_clips: int,
-             device: torch.device | str = "cpu", hard: bool = True) -> EvalResult:
+             device: torch.device | str = "cpu", hard: bool = True, exclude_failed: bool = False) -> EvalResult:
     """`batches` yield `pipeline.data.Batch`-like objects: `clips` (B,C,T,H,W), `labels` (B,),
     `keys` (video keys), `clip_index` (B,) (position of the clip among the video's `num_clips`
-    uniformly spaced clips) and optionally `valid` (B,) bool; invalid (padding) clips are dropped."""
+    uniformly spaced clips) and optionally `valid` (B,) bool; invalid (padding) clips are dropped.
+    Videos the loader reports as undecodable (`batches.stats.corrupt_keys`, after the pass) count as
+    wrong, so accuracy is never silently computed on a subset; `exclude_failed` leaves them out."""
     model.eval()
     if hard and hasattr(model, "set_execution"):
         model.set_execution("hard")
@@ -74,13 +80,17 @@ def evaluate(model: nn.Module, batches: Iterable, *, num_clips: int,
     for c, ok in zip(target.tolist(), video_correct.tolist()):
         per_class[c].append(ok)
     all_macs = torch.cat(macs) / 1e9
+    stats = getattr(batches, "stats", None)
+    failed = sorted(set(getattr(stats, "corrupt_keys", []) or []))
+    wrong = 0 if exclude_failed else len(failed)
     return EvalResult(
-        clip_top1=sum(centre_correct.values()) / max(1, len(centre_correct)),
-        video_top1=float(video_correct.float().mean()),
-        video_top5=float((top5 == target[:, None]).any(dim=1).float().mean()),
+        clip_top1=sum(centre_correct.values()) / max(1, len(centre_correct) + wrong),
+        video_top1=float(video_correct.float().sum()) / (len(keys) + wrong),
+        video_top5=float((top5 == target[:, None]).any(dim=1).float().sum()) / (len(keys) + wrong),
         gflops_avg=float(all_macs.mean()), gflops_max=float(all_macs.max()),
-        gflops_min=float(all_macs.min()), num_videos=len(keys), num_clips=int(all_macs.numel()),
+        gflops_min=float(all_macs.min()), num_videos=len(keys) + wrong, num_clips=int(all_macs.numel()),
         per_class_top1={c: sum(v) / len(v) for c, v in sorted(per_class.items())},
+        num_failed=len(failed), failed=failed,
     )
 
 

@@ -78,6 +78,10 @@ def train_epochs(cfg: Config, *, model: nn.Module,
     dtype = torch.bfloat16 if use_amp else None
     metrics: dict[str, float] = {}
     for epoch in range(start_epoch, tcfg.epochs):
+        freeze = epoch >= tcfg.epochs - int(tcfg.gate_freeze_fraction * tcfg.epochs + 1e-9)
+        for name, param in model.named_parameters():
+            if ".gate." in name:
+                param.requires_grad_(not freeze)
         meter, started = EpochMeter(), time.perf_counter()
         for i, batch in enumerate(train_batches(epoch)):
             clips, labels = (batch.clips, batch.labels) if hasattr(batch, "clips") else batch

@@ -70,3 +70,24 @@ def test_training_is_tracked_in_mlflow_and_the_logged_model_runs_in_hard_mode(
     with torch.no_grad():
         a, b = from_mlflow(clips), from_checkpoint(clips)
     assert torch.equal(a.logits, b.logits) and torch.equal(a.policy, b.policy)
+
+    # The served model takes the compute budget as a predict parameter; the calibration travels
+    # with it (finish_run wrote it into the logged checkpoint), so loading does not recalibrate.
+    import mlflow.pyfunc
+    import numpy as np
+
+    from pipeline.models.budget import set_budget
+
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{out['run_id']}/model")
+    assert "budget" in {p.name for p in pyfunc.metadata.get_params_schema().params}
+    assert float(from_checkpoint.budget_table[:, 1].abs().sum()) > 0
+    low = float(from_checkpoint.budget_table[:, 1].min())
+    for budget in (1.0, max(0.8, low + 0.05)):
+        served = pyfunc.predict(clips.numpy(), params={"budget": budget})
+        set_budget(from_checkpoint, budget)
+        with torch.no_grad():
+            expected = from_checkpoint(clips).logits.numpy()
+        set_budget(from_checkpoint, None)
+        assert np.array_equal(served, expected), budget
+    with pytest.raises(Exception, match="out of reach"):
+        pyfunc.predict(clips.numpy(), params={"budget": low / 2})

@@ -1,0 +1,115 @@
+"""The GFLOPs knob (pipeline/models/budget.py): a budget is met on clips other than the calibration
+clips, 1.0 is the static model exactly, lower budgets move the model further from it, the per-clip
+decisions stay per clip, and a budget out of reach names the reachable range."""
+
+import pytest
+import torch
+
+from pipeline.config import apply_overrides, get_preset
+from pipeline.models import build_model
+from pipeline.models.budget import calibrate_budget, mean_cost, reachable, set_budget
+from pipeline.models.convert import dynamic_layers
+
+
+@pytest.fixture(scope="module")
+def knob():
+    """A debug VA-RED² model whose gates decide differently per clip (input-dependent FC2 weights),
+    calibrated on one set of clips; a second set from the same distribution is held out."""
+    cfg = apply_overrides(get_preset("debug"), ["model.num_classes=3", "model.search_space=3"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()
+    with torch.no_grad():
+        for _, layer in dynamic_layers(model):
+            layer.gate.fc2.weight.normal_(std=1.0)
+    shape = (3, cfg.data.num_frames, cfg.data.crop_size, cfg.data.crop_size)
+    g = torch.Generator().manual_seed(1)
+
+    def clips(n):
+        # clips differ in contrast, so the gate inputs (and decisions) spread
+        return [torch.randn(8, *shape, generator=g) * torch.rand(8, 1, 1, 1, 1, generator=g) * 3 for _ in range(n)]
+    calib, held_out = clips(6), clips(6)
+    calibrate_budget(model, calib)
+    return model, held_out, shape
+
+
+def test_budget_is_met_on_held_out_clips(knob):
+    model, held_out, _ = knob
+    low, high = reachable(model)
+    assert low < 0.6 and high == 1.0
+    for budget in (0.6, 0.7, 0.8, 0.9):
+        set_budget(model, budget)
+        cost, per_clip = mean_cost(model, held_out)
+        assert abs(cost - budget) <= 0.03 * budget + 0.01, (budget, cost)
+    set_budget(model, None)
+
+
+def test_decisions_stay_per_clip_under_a_budget(knob):
+    model, held_out, _ = knob
+    set_budget(model, 0.7)
+    _, per_clip = mean_cost(model, held_out)
+    set_budget(model, None)
+    assert per_clip.max() / per_clip.min() > 1.05  # not one policy for every clip
+
+
+def test_budget_one_is_the_static_model_exactly(knob):
+    model, held_out, shape = knob
+    x = held_out[0]
+    set_budget(model, 1.0)
+    with torch.no_grad():
+        model.set_execution("hard")
+        at_one = model(x)
+    set_budget(model, None)
+    model.force_policy(0, 0)
+    with torch.no_grad():
+        forced = model(x)
+    model.clear_policy()
+    model.set_execution("auto")
+    assert torch.equal(at_one.logits, forced.logits) and torch.equal(at_one.macs, forced.macs)
+    assert torch.equal(at_one.policy, torch.zeros_like(at_one.policy))  # every layer at full compute
+
+
+def test_lower_budgets_move_the_outputs_further_from_the_static_model(knob):
+    model, held_out, _ = knob
+    x = torch.cat(held_out)
+    set_budget(model, 1.0)
+    with torch.no_grad():
+        static = model(x).logits
+    gaps = []
+    for budget in (0.9, 0.7, reachable(model)[0] + 1e-6):
+        set_budget(model, budget)
+        with torch.no_grad():
+            gaps.append(float((model(x).logits - static).abs().mean()))
+    set_budget(model, None)
+    assert gaps == sorted(gaps), gaps
+
+
+def test_out_of_range_budgets_name_the_reachable_range(knob):
+    model, _, _ = knob
+    low, _ = reachable(model)
+    with pytest.raises(ValueError, match=r"reaches 0\.\d+ to 1\.000"):
+        set_budget(model, low / 2)
+    with pytest.raises(ValueError, match="out of reach"):
+        set_budget(model, 1.2)
+
+
+def test_an_uncalibrated_model_says_how_to_calibrate():
+    cfg = apply_overrides(get_preset("debug"), ["model.num_classes=3"])
+    model = build_model(cfg.model)
+    with pytest.raises(ValueError, match="calibrate"):
+        set_budget(model, 0.7)
+    set_budget(model, 1.0)  # the static model needs no calibration
+    set_budget(model, None)
+
+
+def test_the_calibration_travels_in_the_state_dict(knob):
+    model, held_out, _ = knob
+    cfg = apply_overrides(get_preset("debug"), ["model.num_classes=3", "model.search_space=3"])
+    copy = build_model(cfg.model)
+    copy.load_state_dict(model.state_dict())
+    assert torch.equal(copy.budget_table, model.budget_table)
+    set_budget(model, 0.7)
+    set_budget(copy, 0.7)
+    with torch.no_grad():
+        model.eval(), copy.eval()
+        assert torch.equal(model(held_out[0]).logits, copy(held_out[0]).logits)
+    set_budget(model, None)
