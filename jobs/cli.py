@@ -40,6 +40,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_command(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Options and KEY=VALUE overrides in any order (`vared2 analyze CKPT --out DIR data.root=X`):
+    each (sub)command's own parser reads its arguments intermixed; argparse alone stops taking
+    positionals after the first option."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return parser.parse_intermixed_args(argv)
+    action = subs[0]
+    name = next((a for a in argv if not a.startswith("-")), None)
+    index = argv.index(name) if name in action.choices else -1
+    if index < 0 or argv[:index]:  # --help, an unknown command, or options before it: argparse's way
+        return parser.parse_args(argv)
+    ns = parse_command(action.choices[name], argv[index + 1:])
+    setattr(ns, action.dest, name)
+    for key, value in parser._defaults.items():
+        if not hasattr(ns, key):
+            setattr(ns, key, value)
+    return ns
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, default_preset: str = "default") -> None:
     """`--preset NAME` plus trailing `key.path=value` overrides, shared by every config-driven command."""
     from pipeline.config import PRESETS
@@ -58,7 +78,7 @@ def config_from_args(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command(parser, list(sys.argv[1:] if argv is None else argv))
     try:
         return int(args._module.run(args) or 0)
     except ValueError as err:  # user errors: bad preset, key, value or argument

@@ -121,52 +121,6 @@ def end_run(cfg: Config, run_id: str, status: str = "FINISHED") -> None:
     client(cfg).set_terminated(run_id, status)
 
 
-class VaredPyfunc(mlflow.pyfunc.PythonModel):
-    """An MLflow model: input clips float32 (B, C, T, H, W) normalised -> logits (B, K), hard mode.
-
-    Predict parameter `budget` (a VA-RED² model's compute knob, pipeline/models/budget.py): a
-    fraction of the static model's GFLOPs (0.6), 1.0 for the static model exactly, 0 (default) for
-    the trained policy; the calibration travels in the weights, so serving never recalibrates.
-    `predict(clips, params={"budget": 0.6})`, or `"params": {"budget": 0.6}` in a request to
-    `mlflow models serve`.
-    """
-
-    # Clips are a 5D float array, which MLflow's type-hint schema cannot express: skip its
-    # type-hint validation (and its warning); the model is logged with an explicit signature.
-    _skip_type_hint_validation = True
-
-    def load_context(self, context) -> None:
-        from pipeline.models import build_model
-        from pipeline.config import Config, from_dict
-        from pipeline.train.checkpoint import load_checkpoint
-
-        state = load_checkpoint(context.artifacts["checkpoint"])
-        self.config = from_dict(Config, state["config"])
-        self.model = build_model(self.config.model)
-        self.model.load_state_dict(state["model"])
-        self.model.eval()
-
-    def predict(self, context, model_input, params=None):
-        import numpy as np
-        import torch
-
-        from pipeline.models.budget import set_budget
-
-        budget = float((params or {}).get("budget", 0.0) or 0.0)
-        dynamic = getattr(self.model, "dynamic", "none") != "none"
-        if budget and not dynamic:
-            raise ValueError("budget: this model has no dynamic layers, its cost is fixed")
-        if dynamic:
-            set_budget(self.model, budget or None)
-        try:
-            with torch.no_grad():
-                out = self.model(torch.as_tensor(np.asarray(model_input, dtype=np.float32)))
-        finally:
-            if dynamic:
-                set_budget(self.model, None)
-        return out.logits.numpy()
-
-
 def model_signature(cfg: Config):
     """Clips (-1, 3, T, S, S) float32 -> logits (-1, K) float32, with the `budget` parameter."""
     import numpy as np
@@ -185,9 +139,13 @@ def log_model(cfg: Config, run_id: str, checkpoint_dir: str | Path,
     """Log the checkpoint as a pyfunc model of `run_id`; optionally register a version of it."""
     client(cfg)
     ckpt = Path(checkpoint_dir) / "checkpoint.pt"
+    code = Path(__file__).with_name("served_model.py")  # a path: importing it would set_model here
+
     with mlflow.start_run(run_id=run_id):
+        # Models from code: the logged model is this project's `jobs/served_model.py` (no pickled
+        # object), which rebuilds the model from the config and `weights_only` weights.
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=VaredPyfunc(), artifacts={"checkpoint": str(ckpt)},
+            name="model", python_model=str(code), artifacts={"checkpoint": str(ckpt)},
             signature=model_signature(cfg),
             pip_requirements=["torch==2.13.0", "mlflow>=3.17,<3.18", "numpy"],
             registered_model_name=registered_model)
