@@ -29,7 +29,7 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -239,25 +239,27 @@ def main() -> int:
     root = prepare_data(out)
     rows: list[dict] = []
     ctx = get_context("spawn")
+    # Each seed's runs start as soon as what they start from is done (static -> dynamic and gating;
+    # VA-RED² both -> magnitude pruning at its GFLOPs), so both workers stay busy.
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
-        def run(jobs):
-            futures = [pool.submit(run_job, job, root, str(out)) for job in jobs]
-            for future in futures:
+        pending = {pool.submit(run_job, job, root, str(out)): job
+                   for s in range(args.seeds) for job in jobs_for(s, 0, "", None)}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = pending.pop(future)
                 row = future.result()
                 rows.append(row)
                 print(f"  {row['name']:18s} clip-1 {row['clip_top1']:.3f}  GFLOPs {row['gflops_avg']:.4f} "
                       f"({row['ratio']:.3f}x)  {row['train_s']:.0f} s  [{time.perf_counter() - started:.0f} s]",
                       flush=True)
-            return [r for r in rows if r["name"] in {j["name"] for j in jobs}]
-
-        print("phase 1/3: static models", flush=True)
-        statics = run([j for s in range(args.seeds) for j in jobs_for(s, 0, "", None)])
-        ckpt = {r["seed"]: str(out / "runs" / r["name"]) for r in statics}
-        print("phase 2/3: VA-RED² (temporal, channel, both) and channel gating from each static model", flush=True)
-        dyn = run([j for s in range(args.seeds) for j in jobs_for(s, 1, ckpt[s], None)])
-        both = {r["seed"]: r["ratio"] for r in dyn if r["name"] == f"both-s{r['seed']}"}
-        print("phase 3/3: magnitude pruning at the GFLOPs VA-RED² both reached", flush=True)
-        run([j for s in range(args.seeds) for j in jobs_for(s, 2, ckpt[s], both[s])])
+                seed, ckpt = job["seed"], str(out / "runs" / f"static-s{job['seed']}")
+                follow = []
+                if job["method"] == "static":
+                    follow = jobs_for(seed, 1, ckpt, None)
+                elif job["name"] == f"both-s{seed}":
+                    follow = jobs_for(seed, 2, ckpt, row["ratio"])
+                pending.update({pool.submit(run_job, j, root, str(out)): j for j in follow})
     summary = summarize(rows)
     num_val = rows[0]["num_videos"]
     (out / "study.json").write_text(json.dumps({"summary": summary, "runs": rows}, indent=1, default=str))

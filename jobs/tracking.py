@@ -25,11 +25,14 @@ DEFAULT_DB = "mlruns.db"
 
 
 def tracking_uri(cfg: Config) -> str:
-    if cfg.runtime.tracking_uri:
-        return cfg.runtime.tracking_uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{Path(DEFAULT_DB).resolve()}"
+    """runtime.tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db; a relative sqlite
+    file resolves against runtime.base_dir (jobs/paths.py)."""
+    from jobs.paths import resolve
+
+    uri = cfg.runtime.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "") or f"sqlite:///{DEFAULT_DB}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + resolve(cfg, uri[len("sqlite:///"):], "the MLflow tracking store (sqlite)")
+    return uri
 
 
 _REACHABLE: set[str] = set()

@@ -126,22 +126,19 @@ def train_loop_per_worker(loop_config: dict) -> None:
                  device=device, rank=rank)
 
 
-def _absolute(path: str) -> str:
-    return path if not path or "://" in path else str(Path(path).resolve())
-
-
 def pin_paths(cfg: Config) -> Config:
     """Workers run in another directory (or on another node): make every path absolute and pin
     the tracking store before the config leaves the driver."""
     from jobs import tracking
+    from jobs.paths import resolve
 
     return dataclasses.replace(
         cfg,
-        data=dataclasses.replace(cfg.data, root=_absolute(cfg.data.root),
-                                 ffcv_cache=_absolute(cfg.data.ffcv_cache)),
-        train=dataclasses.replace(cfg.train, init_from=_absolute(cfg.train.init_from)),
-        runtime=dataclasses.replace(cfg.runtime, storage_path=_absolute(cfg.runtime.storage_path),
-                                    tracking_uri=tracking.tracking_uri(cfg)))
+        data=dataclasses.replace(cfg.data, root=resolve(cfg, cfg.data.root, "data.root"),
+                                 ffcv_cache=resolve(cfg, cfg.data.ffcv_cache, "data.ffcv_cache")),
+        train=dataclasses.replace(cfg.train, init_from=resolve(cfg, cfg.train.init_from, "train.init_from")),
+        runtime=dataclasses.replace(cfg.runtime, tracking_uri=tracking.tracking_uri(cfg),
+                                    storage_path=resolve(cfg, cfg.runtime.storage_path, "runtime.storage_path")))
 
 
 def check_inputs(cfg: Config) -> None:

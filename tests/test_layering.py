@@ -19,6 +19,7 @@ FORBIDDEN = {
     "pipeline/train": ["ray", "mlflow", "av", "webdataset", "nvidia", "ffcv", "pipeline.data",
                        "preprocessing", "jobs"],
     "pipeline/data": ["ray", "mlflow", "preprocessing", "jobs"],
+    "pipeline/analysis": ["ray", "mlflow", "preprocessing", "jobs"],
     "preprocessing": ["ray", "mlflow", "pipeline.models", "pipeline.train", "pipeline.data", "jobs"],
 }
 

@@ -21,6 +21,10 @@ class RuntimeConfig(Section):
     max_failures: int = 1  # Ray Train retries from the last checkpoint
     fail_at_epoch: int = 0  # fault injection for recovery tests: fail once after this epoch (0 = off)
     tracking_uri: str = ""  # "" = $MLFLOW_TRACKING_URI or the local sqlite:///mlruns.db
+    # The folder relative paths (data.root, storage_path, a sqlite tracking file) resolve against;
+    # "" = the working directory. Inside `ray job submit` that is a temporary copy of the code, so a
+    # job passes the folder it was submitted from: `... -- python -m jobs.train runtime.base_dir=$PWD`.
+    base_dir: str = ""
     experiment: str = "vared2"
     registered_model: str = "vared2"
     # glibc malloc keeps freed activation memory instead of unmapping it (pipeline/allocator.py):
