@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jobs.models import load_trained
 from pipeline.config import Config
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `vared2 --help` stays fast
@@ -30,24 +31,6 @@ def class_names(cfg: Config) -> list[str] | None:
     if not path.is_file():
         return None
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def load_model(source: str, overrides=()) -> tuple[Config, torch.nn.Module]:
-    """(config, model) of a checkpoint or MLflow URI; a baseline checkpoint is built by its own builder."""
-    from jobs.evaluate import load_for_eval
-    from pipeline.config import apply_overrides, from_dict
-    from pipeline.train.checkpoint import load_checkpoint
-
-    if not source.startswith(("models:/", "runs:/")):
-        state = load_checkpoint(source)
-        cfg = from_dict(Config, state["config"])
-        if getattr(cfg.model, "baseline", "none") != "none":
-            from pipeline.models.baselines import build_baseline
-
-            model = build_baseline(cfg.model)
-            model.load_state_dict(state["model"])
-            return apply_overrides(cfg, overrides), model
-    return load_for_eval(source, overrides)
 
 
 def model_run_id(cfg: Config, source: str) -> str | None:
@@ -151,8 +134,8 @@ def run(args) -> int:
 
     if args.max_clips < 0 or args.redundancy_clips < 1 or args.extremes < 0:
         raise ValueError("--max-clips >= 0, --redundancy-clips >= 1 and --extremes >= 0 are required")
-    cfg, model = load_model(args.source, args.overrides)
-    static = load_model(args.static, args.overrides)[1] if args.static else None
+    cfg, model = load_trained(args.source, args.overrides)
+    static = load_trained(args.static, args.overrides)[1] if args.static else None
     out_dir = Path(args.out or f"analysis/{cfg.name}")
     import torch
 

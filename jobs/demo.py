@@ -89,9 +89,10 @@ def budget_curve(dynamic: dict, static: dict, sweep_out: dict) -> list[dict]:
     """The VA-RED² model at each of BUDGETS (one checkpoint, no retraining), drawn next to the sweep's
     trained models and logged to the VA-RED² run (`budget/`)."""
     from jobs.budget_curve import log_curve
-    from jobs.evaluate import budget_table, evaluate_budgets, load_for_eval
+    from jobs.evaluate import budget_table, evaluate_budgets
+    from jobs.models import load_trained
 
-    cfg, model = load_for_eval(str(dynamic["checkpoint"]))
+    cfg, model = load_trained(str(dynamic["checkpoint"]))
     rows = evaluate_budgets(cfg, model, [(b, False) for b in BUDGETS], log=lambda line: None)
     print(budget_table(rows))
     sweep_rows = sweep_out.get("rows", []) if sweep_out else []

@@ -16,23 +16,11 @@ from pathlib import Path
 import torch
 
 from jobs import tracking
-from pipeline.config import Config, from_dict
+from jobs.models import load_trained
+from pipeline.config import Config
 
 
-def load_for_eval(source: str, overrides=()) -> tuple[Config, torch.nn.Module]:
-    """(config, model) from a checkpoint directory/file or an MLflow model URI."""
-    from pipeline.config import apply_overrides
-    from pipeline.models import build_model
-    from pipeline.train.checkpoint import load_checkpoint
-
-    if source.startswith(("models:/", "runs:/")):
-        cfg, model = tracking.load_model(source)
-    else:
-        state = load_checkpoint(source)
-        cfg = from_dict(Config, state["config"])
-        model = build_model(cfg.model)
-        model.load_state_dict(state["model"])
-    return apply_overrides(cfg, overrides), model
+load_for_eval = load_trained  # the name the tests and older callers use
 
 
 def speed(cfg: Config, model: torch.nn.Module, clips: torch.Tensor, device="cpu",
@@ -115,7 +103,7 @@ def calibration_clips(cfg: Config, num_clips: int, device="cpu") -> list[torch.T
     return clips
 
 
-def ensure_budget_calibration(cfg: Config, model: torch.nn.Module, *, num_clips: int = 64,
+def ensure_budget_calibration(cfg: Config, model: torch.nn.Module, *, num_clips: int = 48,
                               device="cpu", log=print) -> None:
     from pipeline.models.budget import calibrate_budget
 
@@ -183,7 +171,7 @@ def finish_run(cfg: Config, run_id: str, checkpoint_dir: str | Path) -> dict:
     the checkpoint that is logged, so the registered and served model carry it."""
     from pipeline.train.checkpoint import update_weights
 
-    _, model = load_for_eval(str(checkpoint_dir))
+    _, model = load_trained(str(checkpoint_dir))
     if getattr(model, "dynamic", "none") != "none":
         ensure_budget_calibration(cfg, model, log=lambda line: None)
         update_weights(checkpoint_dir, model)
@@ -206,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                              "(0.5,0.6,1.0) or GFLOPs per clip with a G (0.3G)")
     args = parser.parse_intermixed_args(argv)
     try:
-        cfg, model = load_for_eval(args.source, args.overrides)
+        cfg, model = load_trained(args.source, args.overrides)
         if args.budget:
             rows = evaluate_budgets(cfg, model, parse_budgets(args.budget))
             print(budget_table(rows))

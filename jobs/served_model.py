@@ -23,14 +23,9 @@ class VaredPyfunc(mlflow.pyfunc.PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context) -> None:
-        from pipeline.models import build_model
-        from pipeline.config import Config, from_dict
-        from pipeline.train.checkpoint import load_checkpoint
+        from jobs.models import load_trained
 
-        state = load_checkpoint(context.artifacts["checkpoint"])
-        self.config = from_dict(Config, state["config"])
-        self.model = build_model(self.config.model)
-        self.model.load_state_dict(state["model"])
+        self.config, self.model = load_trained(context.artifacts["checkpoint"])
         self.model.eval()
 
     def predict(self, context, model_input, params=None):

@@ -53,11 +53,11 @@ def _checkpoint(args) -> int:
 
     import torch
 
-    from jobs.evaluate import load_for_eval
+    from jobs.models import load_trained
     from pipeline.data import build_loader
     from pipeline.models import gflops_summary, static_macs
 
-    cfg, model = load_for_eval(args.checkpoint, args.overrides)
+    cfg, model = load_trained(args.checkpoint, args.overrides)
     budgets = [(None, False)]
     if args.budget:
         from jobs.evaluate import ensure_budget_calibration, parse_budgets

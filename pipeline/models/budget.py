@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from pipeline.models.convert import clear_policy, dynamic_layers, force_policy
 
-TABLE_POINTS = 24  # rows of the calibration table (offsets measured at most)
+TABLE_POINTS = 16  # rows of the calibration table (offsets measured at most)
 FULL = 1.0
 
 
@@ -69,7 +69,7 @@ def cheapest_ratio(model: nn.Module, input_shape: tuple[int, ...]) -> float:
 
 @torch.no_grad()
 def calibrate_budget(model: nn.Module, clips: Iterable[Tensor], *, points: int = TABLE_POINTS,
-                     initial: int = 9, max_offset: float = 16.0, max_gap: float = 0.015) -> Tensor:
+                     initial: int = 7, max_offset: float = 16.0, max_gap: float = 0.02) -> Tensor:
     """Fill and return `model.budget_table` ((points, 2): offset, mean cost ratio on `clips`).
 
     Starts from `initial` offsets in [-max_offset, max_offset] (dense near 0, where the trained
