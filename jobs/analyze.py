@@ -10,7 +10,6 @@ a `runs:/ID/...` URI, or `--run-id`; a plain checkpoint without `--run-id` is an
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -102,48 +101,25 @@ def run_analysis(cfg: Config, model: torch.nn.Module, out_dir: str | Path, *, st
     return {"summary": summary, "files": files, "figures": figures, "report": report}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vared2 analyze", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", help="checkpoint directory / file, or models:/NAME@ALIAS, runs:/ID/model")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="config overrides, e.g. data.root=data/demo/shards data.eval_clips=3")
-    parser.add_argument("--out", default="", help="output folder (default: analysis/<config name>)")
-    parser.add_argument("--static", default="", help="a static model (checkpoint or URI) for the redundancy "
-                        "analysis; default: the analysed model at its full variant")
-    parser.add_argument("--max-clips", type=int, default=0, help="analyse at most this many clips (0 = all)")
-    parser.add_argument("--redundancy-clips", type=int, default=16, help="clips for the redundancy analysis")
-    parser.add_argument("--extremes", type=int, default=1, help="cheapest / costliest clips shown per class")
-    parser.add_argument("--tau", type=float, default=0.85, help="CC threshold of RP")
-    parser.add_argument("--run-id", default="", help="MLflow run to log to (default: the model's run)")
-    parser.add_argument("--no-log", action="store_true", help="do not log to MLflow")
-
-
-def run(args) -> int:
+def analyze_source(source: str, overrides=(), *, out: str = "", static: str = "", max_clips: int = 0,
+                   redundancy_clips: int = 16, extremes: int = 1, tau: float = 0.85, run_id: str = "",
+                   log_to_mlflow: bool = True) -> dict:
+    """`vared2 analyze`: load `source` (checkpoint or MLflow URI), write every analysis to `out`
+    (default analysis/<config name>), print the headline numbers and log the files to the model's
+    MLflow run (or `run_id`); returns `run_analysis`'s result."""
     from jobs import tracking
 
-    if args.max_clips < 0 or args.redundancy_clips < 1 or args.extremes < 0:
+    if max_clips < 0 or redundancy_clips < 1 or extremes < 0:
         raise ValueError("--max-clips >= 0, --redundancy-clips >= 1 and --extremes >= 0 are required")
-    cfg, model = load_trained(args.source, args.overrides)
-    static = load_trained(args.static, args.overrides)[1] if args.static else None
-    out_dir = Path(args.out or f"analysis/{cfg.name}")
+    cfg, model = load_trained(source, overrides)
+    static_model = load_trained(static, overrides)[1] if static else None
+    out_dir = Path(out or f"analysis/{cfg.name}")
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    result = run_analysis(cfg, model, out_dir, static_model=static, max_clips=args.max_clips or None,
-                          redundancy_clips=args.redundancy_clips, extremes_per_class=args.extremes,
-                          tau=args.tau, source=args.source, device=device,
-                          title=f"VA-RED² analysis of {args.source}")
+    result = run_analysis(cfg, model, out_dir, static_model=static_model, max_clips=max_clips or None,
+                          redundancy_clips=redundancy_clips, extremes_per_class=extremes,
+                          tau=tau, source=source, device=device, title=f"VA-RED² analysis of {source}")
     s = result["summary"]["cost"]
     print(f"{s['num_clips']} clips: GFLOPs avg {s['gflops_avg']:.4g} (max {s['gflops_max']:.4g}, "
           f"min {s['gflops_min']:.4g}), static {s['static_gflops']:.4g}. {NOTE}")
@@ -155,12 +131,19 @@ def run(args) -> int:
     for axis, m in result["summary"]["redundancy"].items():
         print(f"redundancy {axis:8s} CC {m['cc']:.3f}  RMSE {m['rmse']:.3f}  RP {m['rp']:.3f}")
     print(f"report: {result['report']}")
-    run_id = args.run_id or (None if args.no_log else model_run_id(cfg, args.source))
-    if run_id and not args.no_log:
+    run_id = run_id or (model_run_id(cfg, source) if log_to_mlflow else None)
+    if run_id and log_to_mlflow:
         for path in result["files"]:
             tracking.log_artifact(cfg, run_id, path, "analysis")
         print(f"logged {len(result['files'])} files to MLflow run {run_id} under analysis/")
-    return 0
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m jobs.analyze ...` = `vared2 analyze ...`."""
+    from jobs.cli import main as cli
+
+    return cli(["analyze", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -77,11 +77,11 @@ def print_table(rows: list[dict]) -> None:
 def analyze(static: dict, dynamic: dict, root: str) -> None:
     """Policy map, cheapest / costliest clips, cost distribution and redundancy of the demo models,
     written to `{root}/analysis` and logged to the VA-RED² run."""
-    from jobs.analyze import main as analyze_main
+    from jobs.analyze import analyze_source
 
     out = Path(root) / "analysis"
-    analyze_main([str(dynamic["checkpoint"]), "--static", str(static["checkpoint"]), "--out", str(out),
-                  "--run-id", dynamic["run_id"]])
+    analyze_source(str(dynamic["checkpoint"]), static=str(static["checkpoint"]), out=str(out),
+                   run_id=dynamic["run_id"])
     print(f"analysis report: {out / 'report.md'}")
 
 

@@ -8,7 +8,6 @@ clips/s with the static model of the same shape timed in the same run, on this p
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -47,7 +46,7 @@ def speed(cfg: Config, model: torch.nn.Module, clips: torch.Tensor, device="cpu"
             "speed/batch_size": float(n)}
 
 
-def evaluate_model(cfg: Config, model: torch.nn.Module, device="cpu") -> dict:
+def evaluate_model(cfg: Config, model: torch.nn.Module, device="cpu", exclude_undecodable: bool = False) -> dict:
     from pipeline.allocator import keep_freed_memory
     from pipeline.data import build_loader
     from pipeline.train.evaluate import evaluate
@@ -57,7 +56,8 @@ def evaluate_model(cfg: Config, model: torch.nn.Module, device="cpu") -> dict:
 
     model = model.to(device)
     loader = build_loader(cfg.data, split=cfg.data.val_split, train=False)
-    result = evaluate(model, loader, num_clips=cfg.data.eval_clips, device=device)
+    result = evaluate(model, loader, num_clips=cfg.data.eval_clips, device=device,
+                      exclude_failed=exclude_undecodable)
     # Speed on a batch of real validation clips (the policy, hence the cost, depends on content).
     clips = []
     for batch in loader:
@@ -183,37 +183,33 @@ def finish_run(cfg: Config, run_id: str, checkpoint_dir: str | Path) -> dict:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="checkpoint directory / file, or models:/NAME@ALIAS, runs:/ID/model")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="config overrides, e.g. data.root=/data/k400/shards data.eval_clips=10")
-    parser.add_argument("--budget", default="", metavar="B[,B...]",
-                        help="evaluate at these compute budgets: fractions of the static model's GFLOPs "
-                             "(0.5,0.6,1.0) or GFLOPs per clip with a G (0.3G)")
-    args = parser.parse_intermixed_args(argv)
-    try:
-        cfg, model = load_trained(args.source, args.overrides)
-        if args.budget:
-            rows = evaluate_budgets(cfg, model, parse_budgets(args.budget))
-            print(budget_table(rows))
-            print("GFLOPs are multiply-accumulates (MACs) per clip, hard policy; budget = target fraction of "
-                  "the static model's GFLOPs")
-            return 0
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    report = evaluate_model(cfg, model)
+def evaluate_source(source: str, overrides=(), *, budget: str = "", exclude_undecodable: bool = False) -> dict:
+    """`vared2 evaluate`: the evaluation of `source` printed (or, with `budget`, the table of one row
+    per budget); returns the report (or the rows)."""
+    cfg, model = load_trained(source, overrides)
+    if budget:
+        rows = evaluate_budgets(cfg, model, parse_budgets(budget))
+        print(budget_table(rows))
+        print("GFLOPs are multiply-accumulates (MACs) per clip, hard policy; budget = target fraction of "
+              "the static model's GFLOPs")
+        return {"budgets": rows}
+    report = evaluate_model(cfg, model, exclude_undecodable=exclude_undecodable)
     for key, value in report["metrics"].items():
         print(f"{key:28s} {value:.4f}")
     print(report["note"])
     if report["undecodable"]:
-        print(f"warning: {len(report['undecodable'])} videos could not be decoded and count as wrong:",
-              file=sys.stderr)
+        verb = "are left out" if exclude_undecodable else "count as wrong"
+        print(f"warning: {len(report['undecodable'])} videos could not be decoded and {verb}:", file=sys.stderr)
         for line in report["undecodable"]:
             print(f"  {line}", file=sys.stderr)
-    return 0
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m jobs.evaluate ...` = `vared2 evaluate ...`."""
+    from jobs.cli import main as cli
+
+    return cli(["evaluate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ consistent are skipped. On a cluster, the videos and `output` must be on storage
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import ray
@@ -77,20 +78,10 @@ def run_preprocess(cfg, *, ray_address: str = "", num_workers: int | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m jobs.preprocess ...` takes the same arguments as `vared2 preprocess`."""
-    import argparse
+    """`python -m jobs.preprocess ...` = `vared2 preprocess ...`."""
+    from jobs.cli import main as cli
 
-    from jobs.commands import preprocess as command
-
-    parser = argparse.ArgumentParser(prog="python -m jobs.preprocess", description=command.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    command.add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return int(command.run(args) or 0)
-    except ValueError as err:
-        print(f"error: {err}", file=__import__("sys").stderr)
-        return 2
+    return cli(["preprocess", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -10,14 +10,13 @@ end the driver evaluates the last checkpoint (hard policy) and logs the evaluati
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from pipeline.config import Config, from_dict, load_config, to_dict
+from pipeline.config import Config, from_dict, to_dict
 
 # Ray, torch and MLflow are imported inside the functions: a job with a bad preset or override
 # then fails in well under a second, before any of them loads.
@@ -156,9 +155,6 @@ def fit(cfg: Config, *, run_id: str | None = None, parent_run_id: str | None = N
     """Run the TorchTrainer; returns {"run_id", "checkpoint" (local dir), "metrics", "storage",
     "config"}. `callbacks` go to the RunConfig (Tune passes its TuneReportCallback there);
     `parent_run_id` nests the MLflow run under a sweep's parent run."""
-    import ray.train
-    import ray.train.torch
-
     from jobs import tracking
     from jobs.ray_env import init_ray
 
@@ -266,23 +262,10 @@ def _resuming(storage: str, name: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jobs.cli import add_config_arguments
+    """`python -m jobs.train ...` (the `ray job submit` entry point) = `vared2 train ...`."""
+    from jobs.cli import main as cli
 
-    parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.preset, args.overrides)
-        out = fit(cfg)
-    except ValueError as err:  # bad preset, key, value or missing data: say so and stop
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from jobs.evaluate import finish_run
-
-    finish_run(out["config"], out["run_id"], out["checkpoint"])
-    print(f"done: MLflow run {out['run_id']}, checkpoints in {out['storage']}")
-    return 0
+    return cli(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

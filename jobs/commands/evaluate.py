@@ -19,9 +19,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--budget", default="", metavar="B[,B...]",
                         help="evaluate at these compute budgets: fractions of the static model's GFLOPs "
                              "(0.5,0.6,1.0) or GFLOPs per clip with a G (0.3G)")
+    parser.add_argument("--exclude-undecodable", action="store_true",
+                        help="leave videos that cannot be decoded out of the accuracy (default: they count "
+                             "as wrong; either way they are listed)")
 
 
 def run(args) -> int:
-    from jobs.evaluate import main
+    from jobs.evaluate import evaluate_source
 
-    return main([args.source, *args.overrides, *(["--budget", args.budget] if args.budget else [])])
+    evaluate_source(args.source, args.overrides, budget=args.budget,
+                    exclude_undecodable=args.exclude_undecodable)
+    return 0

@@ -19,18 +19,10 @@ from pipeline.config.root import Config
 BASES = ("demo", "default")
 
 
-def _base(base: str) -> Config:
-    from pipeline.config.presets import default, demo  # presets.py imports this module
-
-    if base not in BASES:
-        raise ValueError(f"base={base!r} is not valid; choose one of {BASES}")
-    return demo() if base == "demo" else default()
-
-
-def ablation(base: str, *, dynamic: str = "both", search_space: int = 2, efficiency_loss: bool = True,
-             baseline: str = "none", suffix: str) -> Config:
-    """`base` with one ablation applied; the preset name `{base}_{suffix}` names its runs."""
-    cfg = _base(base)
+def ablation(cfg: Config, base: str, *, dynamic: str = "both", search_space: int = 2,
+             efficiency_loss: bool = True, baseline: str = "none", suffix: str) -> Config:
+    """`cfg` (the `base` preset) with one ablation applied; the preset name `{base}_{suffix}` names
+    its runs."""
     model = replace(cfg.model, dynamic=dynamic, search_space=search_space, baseline=baseline)
     train = cfg.train if efficiency_loss else replace(cfg.train, lambda_e=0.0, lambda_e_warmup_epochs=0)
     return replace(cfg, name=f"{base}_{suffix}", model=model, train=train)
@@ -50,17 +42,21 @@ ABLATIONS: dict[str, dict] = {
 }
 
 
-def _preset(base: str, suffix: str) -> Callable[[], Config]:
+def _preset(builder: Callable[[], Config], base: str, suffix: str) -> Callable[[], Config]:
     def make() -> Config:
-        return ablation(base, suffix=suffix, **ABLATIONS[suffix])
+        return ablation(builder(), base, suffix=suffix, **ABLATIONS[suffix])
 
     make.__name__ = f"{base}_{suffix}"
     make.__doc__ = f"`{base}` with {ABLATIONS[suffix]} (pipeline/config/ablations.py)."
     return make
 
 
-ABLATION_PRESETS: dict[str, Callable[[], Config]] = {
-    f"{base}_{suffix}": _preset(base, suffix) for base in BASES for suffix in ABLATIONS}
+def ablation_presets(bases: dict[str, Callable[[], Config]]) -> dict[str, Callable[[], Config]]:
+    """{`{base}_{suffix}`: preset function} for every base builder given (presets.py passes its
+    `demo` and `default`, so this module never imports the presets)."""
+    if set(bases) != set(BASES):
+        raise ValueError(f"ablation bases must be {BASES}; got {sorted(bases)}")
+    return {f"{base}_{suffix}": _preset(bases[base], base, suffix) for base in BASES for suffix in ABLATIONS}
 
 
 def sweep(base: str = "demo") -> list[str]:

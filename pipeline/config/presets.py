@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from pipeline.config.ablations import ABLATION_PRESETS
+from pipeline.config.ablations import ablation_presets
 from pipeline.config.data import DataConfig
 from pipeline.config.model import ModelConfig
 from pipeline.config.preprocess import PreprocessConfig
@@ -120,7 +120,8 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "kinetics_x3d": kinetics_x3d,
     "demo": demo,
     "debug": debug,
-    **ABLATION_PRESETS,  # pipeline/config/ablations.py: the paper's ablations and baselines
+    # pipeline/config/ablations.py: the paper's ablations and baselines on demo and default
+    **ablation_presets({"demo": demo, "default": default}),
 }
 
 

@@ -8,7 +8,9 @@ from pipeline.models.cost import (conv_macs, dynamic_layer_macs, gflops_summary,
 from pipeline.models.dynamic_conv import (DynamicConv2d, DynamicConv3d, DynamicConvBase, LayerRecord,
                                           channel_index, channel_ratios, temporal_factors, temporal_index)
 from pipeline.models.gate import GateValues, SoftModulationGate
-from pipeline.models.vared import VaredModel, VaredOutput, build_model
+from pipeline.models.build import build_model
+from pipeline.models.output import VaredOutput
+from pipeline.models.vared import VaredModel
 
 __all__ = [
     "ChannelCheapOp", "DynamicConv2d", "DynamicConv3d", "DynamicConvBase", "GateValues", "LayerRecord",

@@ -4,7 +4,6 @@ ratio that the efficiency loss needs (METHOD.md sections 4-6)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import torch
@@ -14,34 +13,12 @@ from pipeline.models.budget import TABLE_POINTS
 from pipeline.models.convert import (clear_policy, convert_to_dynamic, dynamic_layers, force_policy,
                                      set_execution)
 from pipeline.models.cost import static_macs
-from pipeline.models.dynamic_conv import LayerRecord
+from pipeline.models.output import VaredOutput
 from pipeline.models.gate import GATE_NORMS
 
 DYNAMIC_CHOICES = ("both", "temporal", "channel", "none")
 # Key parts of the parameters a conversion adds (allowed missing from a static checkpoint).
 _ADDED_PARTS = ("gate", "channel_ops", "temporal_op")
-
-
-@dataclass
-class VaredOutput:
-    logits: Tensor  # (B, K)
-    records: list[LayerRecord]  # one per dynamic layer, in module order
-    macs: Tensor  # (B,) int64 per-clip MACs: static layers in full + each dynamic layer's variant + gates
-    expected_ratio: Tensor  # (B,) sum_l w_l r^s_l / R^s_l, w_l = C(f_l) / sum_k C(f_k); differentiable
-    # (B,) sum_l w_l D_l of the layers' gate-weighted distortions (training forwards), else None
-    distortion: Tensor | None = None
-
-    @property
-    def policy(self) -> Tensor:
-        """(B, L, 2) long: the (channel, temporal) index each sample chose in each dynamic layer."""
-        if not self.records:
-            return torch.zeros(self.logits.shape[0], 0, 2, dtype=torch.long, device=self.logits.device)
-        return torch.stack([torch.stack([r.channel_index, r.temporal_index], dim=1) for r in self.records], dim=1)
-
-    @property
-    def gflops(self) -> Tensor:
-        """(B,) per-clip GMACs (the paper's "GFLOPs")."""
-        return self.macs.double() / 1e9
 
 
 # How training mixes a layer's variants (see DynamicConvBase._mix).
@@ -133,29 +110,11 @@ class VaredModel(nn.Module):
     def load_backbone_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True):
         """Load a static backbone checkpoint (keys with or without the `backbone.` prefix): its keys
         must all match (when strict), while the gate and cheap-op parameters may be missing."""
-        if state_dict and all(k.startswith("backbone.") for k in state_dict):
-            state_dict = {k[len("backbone."):]: v for k, v in state_dict.items()}
+        if any(k.startswith("backbone.") for k in state_dict):  # a whole model's state: its backbone part
+            state_dict = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
         result = self.backbone.load_state_dict(state_dict, strict=False)
         missing = [k for k in result.missing_keys if not any(p in k.split(".") for p in _ADDED_PARTS)]
         if strict and (missing or result.unexpected_keys):
             raise RuntimeError(f"backbone checkpoint mismatch: missing {missing}, "
                                f"unexpected {result.unexpected_keys}")
         return result
-
-
-def build_model(cfg) -> VaredModel:
-    """The model of a `pipeline.config.ModelConfig` (the pruning / channel-gating baselines too)."""
-    from pipeline.models.backbones import BACKBONES  # the backbones are independent of this module
-
-    if getattr(cfg, "baseline", "none") != "none":
-        from pipeline.models.baselines import build_baseline
-
-        return build_baseline(cfg)
-
-    if cfg.backbone not in BACKBONES:
-        raise ValueError(f"backbone={cfg.backbone!r} is not valid; choose one of {sorted(BACKBONES)}")
-    backbone = BACKBONES[cfg.backbone](num_classes=cfg.num_classes, base_width=cfg.base_width,
-                                       dropout=cfg.dropout)
-    return VaredModel(backbone, dynamic=cfg.dynamic, search_space=cfg.search_space,
-                      gate_hidden_min=cfg.gate_hidden_min, gate_training=cfg.gate_training,
-                      gate_norm=cfg.gate_norm)

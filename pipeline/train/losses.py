@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from pipeline.models.vared import VaredOutput
+from pipeline.models.output import VaredOutput
 
 
 def efficiency_loss(output: VaredOutput, labels: Tensor) -> Tensor:

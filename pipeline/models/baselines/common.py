@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from pipeline.models.cost import static_macs
-from pipeline.models.vared import VaredOutput
+from pipeline.models.output import VaredOutput
 
 PRUNABLE = (nn.Conv3d, nn.Conv2d)
 
@@ -59,8 +59,8 @@ class BaselineModel(nn.Module):
     def load_backbone_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True):
         """Load a static backbone checkpoint (keys with or without `backbone.`); the baseline's own
         buffers and parameters may be missing."""
-        if state_dict and all(k.startswith("backbone.") for k in state_dict):
-            state_dict = {k[len("backbone."):]: v for k, v in state_dict.items()}
+        if any(k.startswith("backbone.") for k in state_dict):  # a whole model's state: its backbone part
+            state_dict = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
         result = self.backbone.load_state_dict(state_dict, strict=False)
         missing = [k for k in result.missing_keys if k.split(".")[-1] not in self.added_parts]
         if strict and (missing or result.unexpected_keys):
