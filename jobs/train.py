@@ -161,12 +161,12 @@ def fit(cfg: Config, *, run_id: str | None = None, parent_run_id: str | None = N
     cfg = pin_paths(cfg)
     check_inputs(cfg)
     tracking.check_reachable(cfg.runtime.tracking_uri)  # before Ray starts: fail in seconds
-    init_ray(cfg)
     storage = cfg.runtime.storage_path
     name = run_name(cfg)
     resuming = _resuming(storage, name)
-    lock = acquire_run_lock(storage, name)
+    lock = acquire_run_lock(storage, name)  # before Ray starts too: a refusal leaves nothing running
     try:
+        init_ray(cfg)
         return _fit(cfg, storage, name, resuming, run_id, parent_run_id, callbacks, tags)
     finally:
         release_run_lock(lock)

@@ -85,6 +85,8 @@ def test_a_second_driver_for_a_run_name_in_training_is_refused(debug_shards, tmp
         with pytest.raises(ValueError, match="already being trained"):
             fit(cfg)
         assert not (tmp_path / "mlruns.db").exists()  # refused before any MLflow run was written
+        import ray
+        assert not ray.is_initialized()  # and before Ray was started
     finally:
         other.kill()
         other.wait()

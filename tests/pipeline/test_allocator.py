@@ -38,7 +38,9 @@ def _faults(mode: str) -> int:
 def test_freed_memory_is_reused_without_page_faults():
     system, keep = _faults("system"), _faults("keep")
     assert system > 50_000  # glibc mmaps and unmaps every activation: fresh 4 KiB pages each time
-    assert keep < system / 100
+    # Typically ~1/1000 of the faults; under a loaded CI machine one 49 MiB activation was
+    # faulted in again (1/40), so the bound is 1/10: still far from fresh pages every time.
+    assert keep < system / 10
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
