@@ -18,9 +18,13 @@ from pipeline.config import Config, apply_overrides, get_preset
 # Stage 1, the static backbone, trains from scratch (the demo preset describes stage 2).
 STATIC_STAGE = ["model.dynamic=none", "train.epochs=16", "train.lr=3e-3", "train.lambda_e=0",
                 "train.eval_every=100"]
-# The sweep: lambda_e around the demo's value, each trial from the static model, 1 worker each.
+# Stage 2 (the demo preset) is evaluated once, after training (finish_run), on 200 videos x 1 clip.
+DEMO = ["data.eval_clips=1"]
+DYNAMIC_STAGE = ["train.eval_every=100"]
+# The sweep: lambda_e around the demo's value, each trial from the static model, 1 worker each,
+# 2 epochs (a third of the main run's 6: the sweep shows the trade-off, the main run the method).
 SWEEP_LAMBDAS = [1.0, 3.5, 10.0]
-SWEEP_STAGE = ["runtime.num_workers=1", "train.epochs=3", "train.eval_every=100", "tune.scheduler=none",
+SWEEP_STAGE = ["runtime.num_workers=1", "train.epochs=2", "train.eval_every=100", "tune.scheduler=none",
                "tune.num_samples=1", "tune.static_baseline=false"]
 # The budget curve of the VA-RED² model (fractions of the static model's GFLOPs).
 BUDGETS = [0.5, 0.6, 0.7, 0.8, 1.0]
@@ -30,7 +34,7 @@ STEPS = 6
 def demo_config(root: str = "data/demo", overrides=()) -> Config:
     cfg = get_preset("demo")
     return apply_overrides(cfg, [f"data.root={root}/shards", f"preprocess.output={root}/shards",
-                                 *overrides])
+                                 *DEMO, *overrides])
 
 
 def prepare_data(cfg: Config, root: str) -> None:
@@ -47,8 +51,9 @@ def prepare_data(cfg: Config, root: str) -> None:
         pcfg = dataclasses.replace(cfg.preprocess, annotations=str(paths[f"{split}_csv"]),
                                    videos=str(paths["videos"]), split=split)
         summary = run_preprocess(pcfg, num_workers=cfg.runtime.num_workers)
-        print(f"[1/{STEPS}] {split}: {summary.get('counts_by_status', summary.get('status_counts', ''))} "
-              f"({summary['shards_written']} shards written, {summary['shards_skipped']} reused)")
+        counts = ", ".join(f"{n} {status}" for status, n in summary.get("status", {}).items())
+        print(f"[1/{STEPS}] {split}: {summary['num_rows']} videos ({counts}), "
+              f"{summary['shards_written']} shards written, {summary['shards_skipped']} reused")
 
 
 def train_and_evaluate(cfg: Config, label: str) -> dict:
@@ -122,24 +127,28 @@ def run_demo(root: str = "data/demo", overrides=()) -> list[dict]:
     from jobs.ray_env import init_ray
 
     started = time.perf_counter()
+
+    def step(k: int, text: str) -> None:
+        print(f"[{k}/{STEPS}] {text}  ({time.perf_counter() - started:.0f} s)")
+
     cfg = demo_config(root, overrides)
     tag = time.strftime("%Y%m%d-%H%M%S")
     init_ray(cfg)
     prepare_data(cfg, root)
-    print(f"[2/{STEPS}] static R(2+1)D baseline on Ray Train")
+    step(2, "static R(2+1)D baseline on Ray Train")
     static_cfg = apply_overrides(cfg, [*STATIC_STAGE, f"runtime.run_name=demo-static-{tag}"])
     static = train_and_evaluate(static_cfg, "static R(2+1)D-18")
-    print(f"[3/{STEPS}] VA-RED² ({cfg.model.dynamic}, S={cfg.model.search_space}, lambda_e="
+    step(3, f"VA-RED² ({cfg.model.dynamic}, S={cfg.model.search_space}, lambda_e="
           f"{cfg.train.lambda_e}) initialised from the static model")
-    dyn_cfg = apply_overrides(cfg, [f"train.init_from={static['checkpoint']}",
+    dyn_cfg = apply_overrides(cfg, [*DYNAMIC_STAGE, f"train.init_from={static['checkpoint']}",
                                     f"runtime.run_name=demo-vared2-{tag}"])
     dynamic = train_and_evaluate(dyn_cfg, "VA-RED² R(2+1)D-18")
-    print(f"[4/{STEPS}] results")
+    step(4, "results")
     print_table([static, dynamic])
     analyze(static, dynamic, root)
-    print(f"[5/{STEPS}] Ray Tune sweep over lambda_e = {SWEEP_LAMBDAS}, Pareto front, model registry")
+    step(5, f"Ray Tune sweep over lambda_e = {SWEEP_LAMBDAS}, Pareto front, model registry")
     sweep_out = sweep(dyn_cfg, static, tag)
-    print(f"[6/{STEPS}] the VA-RED² model at budgets {BUDGETS} of the static GFLOPs (one model, no retraining)")
+    step(6, f"the VA-RED² model at budgets {BUDGETS} of the static GFLOPs (one model, no retraining)")
     budget_curve(dynamic, static, sweep_out)
     print(f"\nMLflow: experiment '{cfg.runtime.experiment}' in sqlite:///mlruns.db "
           f"(mlflow ui --backend-store-uri sqlite:///mlruns.db); runs {static['run_id']}, "

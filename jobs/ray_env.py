@@ -16,6 +16,9 @@ def init_ray(cfg: Config) -> None:
     """
     if ray.is_initialized():
         return
+    # Ray Train's print patch tees a worker's print() to stdout *and* its logger, so every line
+    # reached the console twice; workers of a local instance inherit this environment.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     address = cfg.runtime.ray_address or os.environ.get("RAY_ADDRESS", "")
     if address:
         ray.init(address=address, log_to_driver=True)

@@ -10,8 +10,10 @@ VaredModel from the config, so it runs in hard mode with data-dependent control 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,10 @@ from mlflow.tracking import MlflowClient
 from pipeline.config import Config, flatten, to_dict
 
 DEFAULT_DB = "mlruns.db"
+
+# Quiet by default: no artifact download bars, no database-migration INFO lines on the console.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -144,7 +150,9 @@ def log_model(cfg: Config, run_id: str, checkpoint_dir: str | Path,
     ckpt = Path(checkpoint_dir) / "checkpoint.pt"
     code = Path(__file__).with_name("served_model.py")  # a path: importing it would set_model here
 
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        # The signature describes the input; an example clip would only add megabytes to each model.
+        warnings.filterwarnings("ignore", message=".*An input example was not provided")
         # Models from code: the logged model is this project's `jobs/served_model.py` (no pickled
         # object), which rebuilds the model from the config and `weights_only` weights.
         info = mlflow.pyfunc.log_model(

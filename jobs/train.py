@@ -38,6 +38,19 @@ def _maybe_fail(cfg: Config, epoch: int, storage: Path) -> None:
         raise RuntimeError(f"injected failure after epoch {epoch + 1} (runtime.fail_at_epoch)")
 
 
+def quiet_worker_logs() -> None:
+    """Keep a worker's console to our lines: Ray Train logs each report ("Reporting training result
+    ... TrainingReport(...)") at INFO through a logger named by its file, outside `ray.train.*`,
+    so RunConfig's LoggingConfig does not reach it. Its log files keep everything."""
+    import logging
+
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray version: its lines stay
+        return
+    context.logger.setLevel(logging.WARNING)
+
+
 def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train
     import ray.train.torch
@@ -52,6 +65,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from pipeline.train.loop import train_epochs
     from pipeline.train.start import start_from_static
 
+    quiet_worker_logs()
     cfg = from_dict(Config, loop_config["config"])
     if cfg.runtime.keep_freed_memory:
         keep_freed_memory()
@@ -195,6 +209,8 @@ def _fit(cfg: Config, storage: str, name: str, resuming: bool, run_id, parent_ru
             name=name, storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=cfg.runtime.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            # Ray Train's own INFO lines (checkpoint created, ...) stay in its log files.
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
             callbacks=callbacks or None),
     )
     result = trainer.fit()

@@ -124,6 +124,20 @@ def trial_dirname(t) -> str:
     return f"trial_{t.trial_id}"  # read back by collect_trials when a trial reported nothing
 
 
+def needs_every_epoch(cfg: Config) -> bool:
+    """ASHA decides at epochs and Optuna reads every report: both need val metrics in each one."""
+    return cfg.tune.scheduler == "asha" or cfg.tune.search == "optuna"
+
+
+def per_epoch_validation(cfg: Config) -> Config:
+    """The sweep's config with `train.eval_every=1` where its scheduler or searcher needs it."""
+    if needs_every_epoch(cfg) and cfg.train.eval_every != 1:
+        print(f"sweep: train.eval_every={cfg.train.eval_every} -> 1 (tune.scheduler={cfg.tune.scheduler}, "
+              f"tune.search={cfg.tune.search} read val metrics from every epoch)")
+        return apply_overrides(cfg, ["train.eval_every=1"])
+    return cfg
+
+
 def objective_metrics(cfg: Config) -> tuple[str, str]:
     return f"val/{cfg.tune.objective}", "val/gflops_avg"
 
@@ -145,8 +159,8 @@ def build_tuner(cfg: Config, spec: dict, sweep: dict, *, restore: bool):
         from ray.tune.search.optuna import OptunaSearch
 
         search_alg = OptunaSearch(metric=[acc, gflops], mode=["max", "min"], seed=cfg.tune.seed)
-    else:
-        metric, mode = acc, "max"
+    elif cfg.tune.scheduler == "asha":  # without a scheduler or searcher Tune needs no metric,
+        metric, mode = acc, "max"       # so epochs without validation are fine
     if cfg.tune.scheduler == "asha":
         # time_attr "epoch" (not training_iteration): the trial's extra final report must not
         # count as an epoch, and max_t beyond the last epoch lets that report through.
@@ -183,7 +197,7 @@ def run_sweep(cfg: Config, spec: dict | None = None, *, name: str = "", resume: 
     from jobs.ray_env import init_ray
     from jobs.train import check_inputs, pin_paths
 
-    cfg = pin_paths(cfg)
+    cfg = pin_paths(per_epoch_validation(cfg))
     name = name or f"{cfg.name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     state_path = _state_path(cfg, name)
     if resume:
