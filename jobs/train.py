@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -33,9 +34,14 @@ def _maybe_fail(cfg: Config, epoch: int, storage: Path) -> None:
     if cfg.runtime.fail_at_epoch != epoch + 1:
         return
     marker = storage / f".failed-once-{run_name(cfg)}"
-    if not marker.exists():
-        marker.write_text("injected failure")
-        raise RuntimeError(f"injected failure after epoch {epoch + 1} (runtime.fail_at_epoch)")
+    try:
+        with open(marker, "x") as f:  # exactly one worker of one attempt fails
+            f.write(f"injected failure ({cfg.runtime.fail_mode}) by pid {os.getpid()}")
+    except FileExistsError:
+        return
+    if cfg.runtime.fail_mode == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise RuntimeError(f"injected failure after epoch {epoch + 1} (runtime.fail_at_epoch)")
 
 
 def quiet_worker_logs() -> None:

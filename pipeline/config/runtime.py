@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pipeline.config.base import Section
 
@@ -20,6 +21,8 @@ class RuntimeConfig(Section):
     run_name: str = ""  # "" = derived from the preset; reusing a name resumes that run
     max_failures: int = 1  # Ray Train retries from the last checkpoint
     fail_at_epoch: int = 0  # fault injection for recovery tests: fail once after this epoch (0 = off)
+    # How it fails: a worker raises, or one worker process is killed with SIGKILL (no cleanup at all).
+    fail_mode: Literal["raise", "sigkill"] = "raise"
     tracking_uri: str = ""  # "" = $MLFLOW_TRACKING_URI or the local sqlite:///mlruns.db
     # The folder relative paths (data.root, storage_path, a sqlite tracking file) resolve against;
     # "" = the working directory. Inside `ray job submit` that is a temporary copy of the code, so a

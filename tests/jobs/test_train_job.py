@@ -26,13 +26,18 @@ def debug_config(shards, tmp_path, name, *extra):
                                  "train.epochs=2", *extra])
 
 
+@pytest.mark.parametrize("mode", ["raise", pytest.param("sigkill", marks=pytest.mark.chaos)])
 def test_a_run_whose_worker_fails_once_resumes_and_ends_with_the_same_metrics(
-        ray_local, debug_shards, tmp_path):
+        ray_local, debug_shards, tmp_path, mode):
+    """`raise`: a worker raises after epoch 1; `sigkill`: one worker process is killed with SIGKILL
+    there (no exception, no cleanup). Ray Train restarts the group from the epoch-1 checkpoint."""
     from jobs.train import fit
 
     clean = fit(debug_config(debug_shards, tmp_path, "clean"))
-    failed = fit(debug_config(debug_shards, tmp_path, "failed-once", "runtime.fail_at_epoch=1"))
-    assert (tmp_path / "runs" / ".failed-once-failed-once").exists()  # the failure did happen
+    failed = fit(debug_config(debug_shards, tmp_path, "failed-once", "runtime.fail_at_epoch=1",
+                              f"runtime.fail_mode={mode}"))
+    marker = tmp_path / "runs" / ".failed-once-failed-once"
+    assert mode in marker.read_text()  # the failure did happen
     for key in ("train/loss", "val/clip_top1", "val/gflops_avg", "step", "epoch"):
         assert failed["metrics"][key] == pytest.approx(clean["metrics"][key], rel=1e-5), key
     assert failed["metrics"]["epoch"] == 2

@@ -238,7 +238,8 @@ def test_a_failed_trial_is_retried_from_its_checkpoint_not_from_scratch(debug_sh
 
     cfg = load_config("debug", [*sweep_overrides(debug_shards, tmp_path), "runtime.max_failures=0",
                                 "runtime.fail_at_epoch=1", "tune.static_baseline=false",
-                                "tune.scheduler=none", "tune.max_trial_failures=1"])
+                                "tune.scheduler=none", "tune.max_trial_failures=1",
+                                "train.eval_every=5"])  # epochs without validation: Tune needs no metric
     try:
         out = run_sweep(cfg, {"train.lambda_e": ("grid", [1.0])}, name="retry", register=False)
     finally:
@@ -259,7 +260,8 @@ def test_multi_objective_optuna_search_samples_lambda_e_and_s_and_runs_every_tri
 
     cfg = load_config("debug", [*sweep_overrides(debug_shards, tmp_path), "tune.scheduler=none",
                                 "tune.search=optuna", "tune.num_samples=2", "tune.static_baseline=false",
-                                "tune.lambda_e_min=0.1", "tune.lambda_e_max=10"])
+                                "tune.lambda_e_min=0.1", "tune.lambda_e_max=10",
+                                "train.eval_every=5"])  # the searcher reads every epoch: forced to 1
     try:
         out = run_sweep(cfg, name="mo", register=False)  # default space: lambda_e x S
         tuner = build_tuner(cfg, {"train.lambda_e": ("loguniform", [0.1, 10])},
