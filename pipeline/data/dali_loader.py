@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from pipeline.data import sampling
+from pipeline.data.sampling import videos_per_batch
 from pipeline.data.contract import MEAN, STD, Batch, LoadStats
 from pipeline.data.sharding import find_shards, index_split
 
@@ -91,7 +92,7 @@ class DALILoader:
         self.num_samples = len(refs)
         self.decoder_device = decoder_device or ("mixed" if device_id is not None else "cpu")
         self.clips_per_video = 1 if train else cfg.eval_clips
-        self.videos_per_batch = cfg.batch_size if train else max(1, cfg.eval_batch_size // cfg.eval_clips)
+        self.videos_per_batch = videos_per_batch(cfg, train)
         per_rank = (self.num_samples // world_size if train
                     else math.ceil(self.num_samples / world_size))
         self.num_batches = (per_rank // self.videos_per_batch if train

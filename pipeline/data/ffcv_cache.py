@@ -27,7 +27,8 @@ import torch
 
 from pipeline.data import sampling
 from pipeline.data.contract import Batch, LoadStats
-from pipeline.data.pyav_loader import ClipSpec, video_clips
+from pipeline.data.pyav_loader import video_clips
+from pipeline.data.sampling import ClipSpec, videos_per_batch
 from pipeline.data.sharding import batch_slices, index_split, rank_items
 from pipeline.data.transform import normalize_into, normalize_planar_into, resample_clip
 
@@ -185,7 +186,7 @@ class FFCVLoader:
         video = np.asarray(stored["f2"]).reshape(-1, self.k)[:, 0]  # per stored video
         self.corrupt = [self.keys[v] for v in np.flatnonzero(video < 0)]
         self.videos = np.flatnonzero(video >= 0)  # stored videos that decoded
-        self.videos_per_batch = cfg.batch_size if train else max(1, cfg.eval_batch_size // cfg.eval_clips)
+        self.videos_per_batch = videos_per_batch(cfg, train)
         self.stats = LoadStats()
         self._loader = None
         self._pool: ThreadPoolExecutor | None = None

@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from pipeline.data import sampling
+from pipeline.data.sampling import ClipSpec, videos_per_batch
 from pipeline.data.contract import Batch, LoadStats
 from pipeline.data.decode import (CorruptVideo, decode_video_frames, frames_to_rgb, probe_num_frames,
                                   yuv420_planes)
@@ -30,31 +30,6 @@ from pipeline.data.transform import (batch_buffer, normalize_into, normalize_yuv
                                       resample_yuv, yuv_to_rgb)
 
 FIELDS = ("mp4", "cls", "label", "nframes", "json")
-
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """The sampling settings of one loader (a picklable slice of DataConfig)."""
-
-    num_frames: int
-    frame_stride: int
-    crop_size: int
-    train: bool
-    jitter_short_side_min: int
-    jitter_short_side_max: int
-    eval_short_side: int
-    flip: bool
-    eval_clips: int
-    seed: int
-
-    @classmethod
-    def from_config(cls, cfg, train: bool) -> "ClipSpec":
-        return cls(cfg.num_frames, cfg.frame_stride, cfg.crop_size, train, cfg.jitter_short_side_min,
-                   cfg.jitter_short_side_max, cfg.eval_short_side, cfg.flip, cfg.eval_clips, cfg.seed)
-
-    @property
-    def clips_per_video(self) -> int:
-        return 1 if self.train else self.eval_clips
 
 
 def parse_label_nframes(fields: dict[str, bytes]) -> tuple[int, int | None]:
@@ -235,7 +210,7 @@ class PyAVLoader:
         self.rank, self.world_size, self.epoch = rank, world_size, epoch
         self.num_workers = cfg.num_workers if num_workers is None else num_workers
         self.prefetch, self.pin_memory = cfg.prefetch, pin_memory
-        self.videos_per_batch = cfg.batch_size if train else max(1, cfg.eval_batch_size // cfg.eval_clips)
+        self.videos_per_batch = videos_per_batch(cfg, train)
         self.stats = LoadStats()
         self._dataset = BatchDataset(self.refs, self.spec, rank, world_size, self.videos_per_batch)
         self._loader = None

@@ -94,3 +94,34 @@ def sample_rng(seed: int, epoch: int, video_index: int) -> np.random.Generator:
     """The random stream of one video in one epoch: same seed and epoch give the same clip and
     crop whichever rank or worker decodes it."""
     return np.random.default_rng([seed, epoch, video_index])
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """The sampling settings of one loader (a picklable slice of DataConfig)."""
+
+    num_frames: int
+    frame_stride: int
+    crop_size: int
+    train: bool
+    jitter_short_side_min: int
+    jitter_short_side_max: int
+    eval_short_side: int
+    flip: bool
+    eval_clips: int
+    seed: int
+
+    @classmethod
+    def from_config(cls, cfg, train: bool) -> "ClipSpec":
+        return cls(cfg.num_frames, cfg.frame_stride, cfg.crop_size, train, cfg.jitter_short_side_min,
+                   cfg.jitter_short_side_max, cfg.eval_short_side, cfg.flip, cfg.eval_clips, cfg.seed)
+
+    @property
+    def clips_per_video(self) -> int:
+        return 1 if self.train else self.eval_clips
+
+
+def videos_per_batch(cfg, train: bool) -> int:
+    """Videos per loader batch: `batch_size` clips in training; in evaluation as many videos as fit
+    `eval_batch_size` clips of `eval_clips` each (at least one)."""
+    return cfg.batch_size if train else max(1, cfg.eval_batch_size // cfg.eval_clips)

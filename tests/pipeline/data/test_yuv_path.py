@@ -8,7 +8,8 @@ import torch
 from conftest import tiny_config
 from pipeline.data import sampling
 from pipeline.data.decode import decode_frame_list, decode_video_frames, yuv420_planes
-from pipeline.data.pyav_loader import ClipSpec, video_clips, video_clips_into
+from pipeline.data.pyav_loader import video_clips, video_clips_into
+from pipeline.data.sampling import ClipSpec
 from pipeline.data.sharding import index_split
 from pipeline.data.synthetic import encode_video, texture_video
 from pipeline.data.transform import (normalize_into, normalize_yuv_into, resample_clip, resample_yuv,
