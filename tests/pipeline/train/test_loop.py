@@ -127,3 +127,23 @@ def test_resume_continues_from_the_saved_epoch_and_matches_an_uninterrupted_run(
     assert resumed_metrics["step"] == straight_metrics["step"] == 9
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+
+
+def test_gates_are_frozen_for_the_last_fraction_of_the_epochs_while_the_rest_trains():
+    cfg = debug_cfg("train.epochs=3", "train.gate_freeze_fraction=0.34", "train.lr=0.01", "train.lambda_e=2.0")
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    snapshots = []
+
+    def on_epoch_end(report):
+        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters()})
+
+    train_epochs(cfg, model=model, train_batches=batches_for(cfg, 3), steps_per_epoch=3,
+                 on_epoch_end=on_epoch_end, log=lambda line: None)
+    gates = [n for n in snapshots[0] if ".gate." in n]
+    others = [n for n in snapshots[0] if ".gate." not in n]
+    assert gates and others
+    moved = lambda a, b, names: any(not torch.equal(a[n], b[n]) for n in names)  # noqa: E731
+    assert moved(snapshots[0], snapshots[1], gates)  # epoch 2 still trains the gates
+    assert not moved(snapshots[1], snapshots[2], gates)  # epoch 3 (the last third) does not
+    assert moved(snapshots[1], snapshots[2], others)  # but the network keeps training
