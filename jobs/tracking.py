@@ -108,11 +108,66 @@ def find_run(cfg: Config, run_name: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def log_metrics(cfg: Config, run_id: str, metrics: dict[str, float], step: int) -> None:
-    c = client(cfg)
-    batch = [mlflow.entities.Metric(k, float(v), int(1000 * __import__("time").time()), step)
+SPOOL = ".vared2-unsent-metrics.jsonl"
+OUTAGE_PROBE_S = 3.0
+
+
+def _server_down(uri: str) -> bool:
+    """An http(s) tracking server that does not accept a connection within OUTAGE_PROBE_S."""
+    if not uri.startswith(("http://", "https://")):
+        return False
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)),
+                                 timeout=OUTAGE_PROBE_S).close()
+        return False
+    except OSError:
+        return True
+
+
+def log_metrics(cfg: Config, run_id: str, metrics: dict[str, float], step: int,
+                spool: str | Path | None = None) -> None:
+    """Log one step's metrics. With `spool` (a folder; training passes the run's storage folder), a
+    tracking server that is down does not stop or stall training: the metrics, with their own
+    timestamps, are appended to `spool/SPOOL` and sent, in order, by the next call that finds the
+    server back (or by `flush_spool` at the end of the run), which tags the run `vared2.tracking_outage`."""
+    import time
+
+    batch = [mlflow.entities.Metric(k, float(v), int(1000 * time.time()), step)
              for k, v in metrics.items() if isinstance(v, (int, float))]
-    c.log_batch(run_id, metrics=batch)
+    uri = tracking_uri(cfg)
+    if spool is not None and _server_down(uri):
+        path = Path(spool) / SPOOL
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"run_id": run_id, "metrics": [[m.key, m.value, m.timestamp, m.step]
+                                                              for m in batch]}) + "\n")
+        print(f"tracking server {uri} is down: step {step}'s metrics kept in {path}, sent when it is back")
+        return
+    if spool is not None:
+        flush_spool(cfg, spool)
+    client(cfg).log_batch(run_id, metrics=batch)
+
+
+def flush_spool(cfg: Config, spool: str | Path) -> int:
+    """Send the metrics an outage left in `spool/SPOOL`; returns how many steps were sent."""
+    path = Path(spool) / SPOOL
+    if not path.exists():
+        return 0
+    c = client(cfg)
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for entry in lines:
+        c.log_batch(entry["run_id"], metrics=[mlflow.entities.Metric(k, v, t, s) for k, v, t, s in entry["metrics"]])
+    for run_id in {e["run_id"] for e in lines}:
+        steps = sorted({m[3] for e in lines if e["run_id"] == run_id for m in e["metrics"]})
+        c.set_tag(run_id, "vared2.tracking_outage",
+                  f"metrics of steps {steps} were logged during a tracking outage and sent after it")
+    path.unlink()
+    print(f"tracking server back: sent the metrics of {len(lines)} step(s) kept during the outage")
+    return len(lines)
 
 
 def log_json(cfg: Config, run_id: str, data: Any, name: str) -> None:

@@ -44,6 +44,15 @@ def _maybe_fail(cfg: Config, epoch: int, storage: Path) -> None:
     raise RuntimeError(f"injected failure after epoch {epoch + 1} (runtime.fail_at_epoch)")
 
 
+def spool_dir(cfg: Config, name: str) -> Path:
+    """Where rank 0 keeps metrics a tracking outage could not send: the run's storage folder when
+    it is a local or shared path, else a folder in this node's temp dir."""
+    storage = cfg.runtime.storage_path
+    if "://" in storage:
+        return Path(tempfile.gettempdir()) / "vared2-spool" / name
+    return Path(storage) / name
+
+
 def quiet_worker_logs() -> None:
     """Keep a worker's console to our lines: Ray Train logs each report ("Reporting training result
     ... TrainingReport(...)") at INFO through a logger named by its file, outside `ray.train.*`,
@@ -129,7 +138,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     def on_epoch_end(report):
         if rank == 0:
-            tracking.log_metrics(cfg, run_id, report.metrics, step=report.epoch + 1)
+            tracking.log_metrics(cfg, run_id, report.metrics, step=report.epoch + 1,
+                                 spool=spool_dir(cfg, run_name(cfg)))
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
@@ -220,6 +230,7 @@ def _fit(cfg: Config, storage: str, name: str, resuming: bool, run_id, parent_ru
             callbacks=callbacks or None),
     )
     result = trainer.fit()
+    tracking.flush_spool(cfg, spool_dir(cfg, name))  # what an outage kept from the workers
     if result.error is not None:
         tracking.end_run(cfg, run_id, "FAILED")
         raise result.error

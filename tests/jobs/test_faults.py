@@ -94,3 +94,83 @@ def test_a_second_driver_for_a_run_name_in_training_is_refused(debug_shards, tmp
     assert json.loads(lock.read_text())["pid"] == os.getpid()
     release_run_lock(lock)
     assert not lock.exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_mlflow_server(tmp_path, port: int):
+    """A real `mlflow server` on loopback (SQLite store), returned once it answers /health."""
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    log = open(tmp_path / f"server-{time.monotonic_ns()}.log", "w")
+    proc = subprocess.Popen([str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                             "--default-artifact-root", (tmp_path / "artifacts").as_uri(),
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+            return proc
+        except OSError:
+            assert proc.poll() is None, "mlflow server exited"
+            time.sleep(0.5)
+    proc.kill()
+    raise AssertionError("mlflow server did not start within 90 s")
+
+
+def _stop(proc, port: int) -> None:
+    """SIGKILL the server and its worker processes (no shutdown), then wait for the port to close."""
+    import os
+    import signal
+    import socket
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            time.sleep(0.2)
+        except OSError:
+            return
+
+
+def test_a_tracking_server_outage_neither_stops_nor_stalls_logging_and_loses_nothing(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from jobs import tracking
+
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    cfg = load_config("debug", [f"runtime.tracking_uri={uri}", f"runtime.storage_path={tmp_path}"])
+    server = _start_mlflow_server(tmp_path, port)
+    try:
+        run_id = tracking.start_run(cfg, run_name="outage")
+        tracking.log_metrics(cfg, run_id, {"train/loss": 3.0}, step=1, spool=tmp_path)
+        _stop(server, port)  # the server goes away mid-run
+        started = time.monotonic()
+        tracking.log_metrics(cfg, run_id, {"train/loss": 2.0}, step=2, spool=tmp_path)
+        assert time.monotonic() - started < 10  # no minutes of HTTP retries
+        assert (tmp_path / tracking.SPOOL).exists()
+        server = _start_mlflow_server(tmp_path, port)  # ... and comes back
+        tracking.log_metrics(cfg, run_id, {"train/loss": 1.0}, step=3, spool=tmp_path)
+        history = MlflowClient(uri).get_metric_history(run_id, "train/loss")
+        assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(1, 3.0), (2, 2.0), (3, 1.0)]
+        assert not (tmp_path / tracking.SPOOL).exists()
+        assert "[2]" in MlflowClient(uri).get_run(run_id).data.tags["vared2.tracking_outage"]
+    finally:
+        _stop(server, port)
