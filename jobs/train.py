@@ -10,6 +10,7 @@ end the driver evaluates the last checkpoint (hard policy) and logs the evaluati
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -229,7 +230,15 @@ def _fit(cfg: Config, storage: str, name: str, resuming: bool, run_id, parent_ru
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
             callbacks=callbacks or None),
     )
-    result = trainer.fit()
+    with _noticing_ctrl_c() as interrupted:
+        try:
+            result = trainer.fit()
+        except BaseException:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
+    if interrupted:  # Ray Train aborted the run on Ctrl-C; its checkpoints stay for a resume
+        raise KeyboardInterrupt
     tracking.flush_spool(cfg, spool_dir(cfg, name))  # what an outage kept from the workers
     if result.error is not None:
         tracking.end_run(cfg, run_id, "FAILED")
@@ -238,6 +247,32 @@ def _fit(cfg: Config, storage: str, name: str, resuming: bool, run_id, parent_ru
     result.checkpoint.to_directory(str(local))
     return {"run_id": run_id, "checkpoint": local, "metrics": result.metrics,
             "storage": f"{storage}/{name}", "config": cfg}
+
+
+@contextlib.contextmanager
+def _noticing_ctrl_c():
+    """Ray Train's fit() installs its own SIGINT handler, which aborts the run and then exits the
+    process with status 1 and no word. Wrap whatever handler it installs so that a Ctrl-C is
+    noticed (the yielded list becomes truthy) and `fit` can say what happened and exit with 130."""
+    noticed: list[bool] = []
+    original = signal.signal
+
+    def wrapping(signum, handler):
+        if signum == signal.SIGINT and callable(handler):
+            def noticing(sig, frame, _inner=handler):
+                noticed.append(True)
+                try:
+                    _inner(sig, frame)
+                except SystemExit:
+                    raise KeyboardInterrupt from None
+            return original(signum, noticing)
+        return original(signum, handler)
+
+    signal.signal = wrapping
+    try:
+        yield noticed
+    finally:
+        signal.signal = original
 
 
 LOCK = ".vared2-driver.lock"

@@ -26,7 +26,17 @@ def run(args) -> int:
     from jobs.evaluate import finish_run
     from jobs.train import fit
 
-    out = fit(cfg)
+    from jobs.train import run_name
+
+    try:
+        out = fit(cfg)
+    except KeyboardInterrupt:
+        import ray
+
+        ray.shutdown()  # a local instance goes with its workers, not left behind
+        print(f"\ninterrupted; the same command (runtime.run_name={run_name(cfg)}) resumes from the "
+              "last checkpoint")
+        return 130  # like a shell's Ctrl+C
     report = finish_run(out["config"], out["run_id"], out["checkpoint"])
     for key, value in report["metrics"].items():
         print(f"{key:28s} {value:.4f}")

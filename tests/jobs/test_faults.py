@@ -174,3 +174,72 @@ def test_a_tracking_server_outage_neither_stops_nor_stalls_logging_and_loses_not
         assert "[2]" in MlflowClient(uri).get_run(run_id).data.tags["vared2.tracking_outage"]
     finally:
         _stop(server, port)
+
+
+def _ray_processes_since(t0: float) -> list[str]:
+    """Ray processes (raylet, GCS, workers, dashboard, ...) started at or after `t0` still alive."""
+    import os
+
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "create_time", "cmdline", "status"]):
+        info = proc.info
+        cmd = " ".join(info["cmdline"] or [])
+        if info["pid"] == os.getpid() or info["create_time"] < t0 or info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if "ray::" in cmd or "/ray/" in cmd or "raylet" in cmd or "gcs_server" in cmd:
+            found.append(f"{info['pid']}: {cmd[:120]}")
+    return found
+
+
+def _no_ray_processes_left(t0: float, within_s: float = 20) -> list[str]:
+    deadline = time.monotonic() + within_s
+    left = _ray_processes_since(t0)
+    while left and time.monotonic() < deadline:
+        time.sleep(1)
+        left = _ray_processes_since(t0)
+    return left
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ctrl_c_in_train_exits_quickly_leaves_no_ray_process_and_the_rerun_resumes(debug_shards, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cmd = [sys.executable, "-m", "jobs.cli", "train", "--preset", "debug", f"data.root={debug_shards}",
+           f"runtime.storage_path={tmp_path / 'runs'}", f"runtime.tracking_uri=sqlite:///{tmp_path / 'm.db'}",
+           "runtime.num_workers=1", "runtime.run_name=ctrl-c", "train.epochs=3"]
+    t0 = time.time() - 1
+    proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines = []
+    try:
+        for line in proc.stdout:  # epoch 2's line: epoch 1's checkpoint has been reported by then
+            lines.append(line)
+            if "epoch 2/3" in line:
+                break
+        assert any("epoch 2/3" in line for line in lines), "".join(lines)[-3000:]
+        proc.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        rest, _ = proc.communicate(timeout=60)
+        waited = time.monotonic() - interrupted
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = "".join(lines) + rest
+    assert proc.returncode == 130, output[-3000:]
+    assert "resumes from the last checkpoint" in output
+    assert waited < 30, f"{waited:.0f} s from Ctrl-C to exit"
+    assert _no_ray_processes_left(t0) == []
+    again = subprocess.run(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "resuming from epoch" in again.stdout and "epoch 3/3" in again.stdout, again.stdout[-3000:]
+    assert "epoch 1/3" not in again.stdout  # a finished epoch is not trained again
+    assert _no_ray_processes_left(t0) == []  # and a normal exit leaves none either
