@@ -137,26 +137,6 @@ def test_sweep_has_a_parent_run_with_the_front_plot_and_table_and_a_child_run_pe
     assert "on_front" in (sweep["tmp"] / "runs" / "t.report" / "trials.csv").read_text()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "not reliable on the debug preset: L_e only pushes on correctly classified samples (mu_0) and "
-    "the tiny model stays near chance accuracy for 2 epochs, so gate drift dominates; measured "
-    "orders vary run to run (benchmarks/RESULTS.md, section 5)"))
-def test_larger_lambda_e_gives_fewer_gflops(sweep):
-    """Compared after epoch 1, which every trial reaches (ASHA may stop some there)."""
-    from jobs import tracking
-
-    cfg, out = sweep["cfg"], sweep["out"]
-    c = tracking.client(cfg)
-    gflops = {}
-    for r in out["rows"]:
-        history = c.get_metric_history(r["run_id"], "val/gflops_avg")
-        gflops[r["lambda_e"]] = next(m.value for m in history if m.step == 1)
-    values = [gflops[lam] for lam in LAMBDAS]
-    print("val/gflops_avg after epoch 1 by lambda_e:", dict(zip(LAMBDAS, values)))
-    assert all(a >= b for a, b in zip(values, values[1:])), values
-    assert values[0] > values[-1], values
-
-
 def test_front_models_are_registered_with_tags_and_aliases_and_compared(sweep, capsys):
     from jobs import tracking
     from jobs.registry import CHAMPION, STATIC, compare

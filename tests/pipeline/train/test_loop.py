@@ -74,6 +74,13 @@ def _gflops_after_training(lambda_e: float) -> float:
     return result.macs_sum / result.count
 
 
+def test_gflops_fall_monotonically_as_lambda_e_rises():
+    """Three values, same seed and data: the efficiency weight orders the cost (the accuracy study
+    shows the same on trained models: benchmarks/RESULTS.md section 7)."""
+    costs = [_gflops_after_training(lam) for lam in (0.0, 5.0, 20.0)]
+    assert costs[0] > costs[1] > costs[2], costs
+
+
 def test_lambda_e_zero_leaves_cost_free_to_stay_high():
     cfg = debug_cfg()
     torch.manual_seed(0)
