@@ -149,10 +149,12 @@ def _stop(proc, port: int) -> None:
             return
 
 
-def test_a_tracking_server_outage_neither_stops_nor_stalls_logging_and_loses_nothing(tmp_path):
+def test_a_tracking_server_outage_neither_stops_nor_stalls_logging_and_loses_nothing(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     from jobs import tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # restored after: mlflow.set_tracking_uri exports it
 
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
