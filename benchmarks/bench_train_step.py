@@ -26,7 +26,9 @@ import torch  # noqa: E402
 from pipeline.config import apply_overrides, get_preset  # noqa: E402
 
 SIZES = {"demo": ["model.base_width=16", "data.num_frames=8", "data.crop_size=64", "data.batch_size=8"],
-         "full": ["model.base_width=0", "data.num_frames=16", "data.crop_size=112", "data.batch_size=2"]}
+         "full": ["model.base_width=0", "data.num_frames=16", "data.jitter_short_side_max=160",
+                  "data.jitter_short_side_min=128", "data.eval_short_side=128", "data.crop_size=112",
+                  "data.batch_size=2"]}
 CASES = {"static": ["model.dynamic=none"],
          "VA-RED² straight-through": ["model.dynamic=both", "model.gate_training=straight_through"],
          "VA-RED² soft": ["model.dynamic=both", "model.gate_training=soft"]}
