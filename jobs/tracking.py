@@ -50,17 +50,25 @@ def check_reachable(uri: str) -> None:
     names it, instead of minutes of MLflow's HTTP retries ending in a traceback."""
     if uri in _REACHABLE or not uri.startswith(("http://", "https://")):
         return
+    err = _connect_error(uri, PROBE_TIMEOUT_S)
+    if err is not None:
+        raise ValueError(f"the MLflow tracking server {uri} is unreachable ({err}); start it, or point "
+                         "runtime.tracking_uri / $MLFLOW_TRACKING_URI at a reachable one") from None
+    _REACHABLE.add(uri)
+
+
+def _connect_error(uri: str, timeout: float) -> OSError | None:
+    """None when the http(s) server behind `uri` accepts a TCP connection within `timeout`."""
     import socket
     from urllib.parse import urlparse
 
     parsed = urlparse(uri)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
-        socket.create_connection((parsed.hostname, port), timeout=PROBE_TIMEOUT_S).close()
+        socket.create_connection((parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+        return None
     except OSError as err:
-        raise ValueError(f"the MLflow tracking server {uri} is unreachable ({err}); start it, or point "
-                         "runtime.tracking_uri / $MLFLOW_TRACKING_URI at a reachable one") from None
-    _REACHABLE.add(uri)
+        return err
 
 
 def client(cfg: Config) -> MlflowClient:
@@ -114,18 +122,7 @@ OUTAGE_PROBE_S = 3.0
 
 def _server_down(uri: str) -> bool:
     """An http(s) tracking server that does not accept a connection within OUTAGE_PROBE_S."""
-    if not uri.startswith(("http://", "https://")):
-        return False
-    import socket
-    from urllib.parse import urlparse
-
-    parsed = urlparse(uri)
-    try:
-        socket.create_connection((parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)),
-                                 timeout=OUTAGE_PROBE_S).close()
-        return False
-    except OSError:
-        return True
+    return uri.startswith(("http://", "https://")) and _connect_error(uri, OUTAGE_PROBE_S) is not None
 
 
 def log_metrics(cfg: Config, run_id: str, metrics: dict[str, float], step: int,

@@ -24,15 +24,18 @@ FORBIDDEN = {
 }
 
 
-def imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    names: set[str] = set()
-    for node in ast.walk(tree):
+def _absolute_imports(path: Path):
+    """(module, imported names) of each absolute import statement in `path`."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
+            for alias in node.names:
+                yield alias.name, ()
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
+            yield node.module, tuple(alias.name for alias in node.names)
+
+
+def imported_modules(path: Path) -> set[str]:
+    return {module for module, _ in _absolute_imports(path)}
 
 
 def violations(package: str, forbidden: list[str]) -> list[str]:
@@ -65,16 +68,12 @@ def _module_name(path: Path) -> str:
 def imported_names(path: Path, modules: set[str]) -> set[str]:
     """The project modules a file imports: `from a.b import c` names the module a.b.c when c is one
     (the sibling-import idiom), else a.b."""
-    tree = ast.parse(path.read_text(), filename=str(path))
     names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            subs = {f"{node.module}.{alias.name}" for alias in node.names} & modules
-            names.update(subs)
-            if len(subs) < len(node.names):
-                names.add(node.module)
+    for module, members in _absolute_imports(path):
+        subs = {f"{module}.{m}" for m in members} & modules
+        names.update(subs)
+        if not members or len(subs) < len(members):
+            names.add(module)
     return names
 
 
