@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "demo": "jobs.commands.demo",
     "config": "jobs.commands.config",
     "preprocess": "jobs.commands.preprocess",
+    "verify": "jobs.commands.verify",
     "make-demo-data": "jobs.commands.make_demo_data",
     "flops": "jobs.commands.flops",
     "train": "jobs.commands.train",

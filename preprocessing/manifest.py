@@ -16,6 +16,9 @@ COLUMNS = pa.schema([
     ("path", pa.string()), ("status", pa.string()), ("error", pa.string()), ("shard", pa.string()),
     ("key", pa.string()), ("nframes", pa.int32()), ("src_bytes", pa.int64()), ("bytes", pa.int64()),
     ("duration", pa.float64()),
+    # sha256 of the video bytes as sharded ("" for rows that were not sharded): what
+    # `vared2 verify` checks the shards against.
+    ("sha256", pa.string()),
 ])
 
 

@@ -113,8 +113,9 @@ def plan_shards(rows: list[VideoRow], classes: list[str], *, output: str, split:
 
 def record(source_id: str, label: str, label_index: int, path: str, status: str, error: str = "",
            *, shard: str = "", key: str = "", nframes: int = 0, src_bytes: int = 0, bytes_: int = 0,
-           duration: float = 0.0) -> dict:
-    """One manifest row (the columns of `manifest.COLUMNS`)."""
+           duration: float = 0.0, sha256: str = "") -> dict:
+    """One manifest row (the columns of `manifest.COLUMNS`); `sha256` is the sharded video's."""
     return {"source_id": source_id, "label": label, "label_index": label_index, "path": path,
             "status": status, "error": error, "shard": shard, "key": key, "nframes": nframes,
-            "src_bytes": src_bytes, "bytes": bytes_, "duration": duration}
+            "src_bytes": src_bytes, "bytes": bytes_, "duration": duration,
+            "sha256": sha256}

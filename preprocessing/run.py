@@ -15,6 +15,7 @@ Files written under `output/`:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -149,7 +150,8 @@ def run_shard(task: ShardTask) -> dict:
             results.append(record(row.source_id, row.label, row.label_index, row.path, "ok",
                                   shard=f"{task.name}.tar", key=row.key, nframes=info.nframes,
                                   src_bytes=row.src_bytes, bytes_=len(video),
-                                  duration=round(info.nframes / info.fps, 4)))
+                                  duration=round(info.nframes / info.fps, 4),
+                                  sha256=hashlib.sha256(video).hexdigest()))
     except BaseException:
         writer.abort()
         raise

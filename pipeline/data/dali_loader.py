@@ -23,6 +23,7 @@ from pipeline.data import sampling
 from pipeline.data.sampling import videos_per_batch
 from pipeline.data.contract import MEAN, STD, Batch, LoadStats
 from pipeline.data.sharding import find_shards, index_split
+from pipeline.data.verify import require_intact
 
 
 def _video_decoder():
@@ -86,6 +87,9 @@ class DALILoader:
             raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
         self.cfg, self.train, self.epoch = cfg, train, epoch
         self.rank, self.world_size, self.device_id = rank, world_size, device_id
+        # DALI reads through the .idx files and dies mid-epoch on a truncated tar or a stale index:
+        # refuse damaged shards up front, naming them.
+        require_intact(cfg.root, split)
         self.paths = [str(p) for p in find_shards(cfg.root, split)]
         refs = index_split(cfg.root, split)
         self.video_index = {r.key: r.video_index for r in refs}

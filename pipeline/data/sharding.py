@@ -54,14 +54,18 @@ def _read_idx(idx: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
 
 def _scan_tar(path: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
     samples: list[tuple[str, dict[str, tuple[int, int]]]] = []
-    with tarfile.open(path, "r:") as tar:
-        for member in tar:
-            if not member.isreg() or "." not in member.name:
-                continue
-            key, ext = member.name.split(".", 1)
-            if not samples or samples[-1][0] != key:
-                samples.append((key, {}))
-            samples[-1][1][ext] = (member.offset_data, member.size)
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                if not member.isreg() or "." not in member.name:
+                    continue
+                key, ext = member.name.split(".", 1)
+                if not samples or samples[-1][0] != key:
+                    samples.append((key, {}))
+                samples[-1][1][ext] = (member.offset_data, member.size)
+    except tarfile.TarError as err:
+        raise ValueError(f"{path}: the shard has no .idx and its tar cannot be read ({err}); "
+                         f"`vared2 verify {path.parent}` lists what is damaged") from err
     return samples
 
 

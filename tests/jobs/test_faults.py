@@ -249,3 +249,73 @@ def test_ctrl_c_in_train_exits_quickly_leaves_no_ray_process_and_the_rerun_resum
     if "resuming from epoch" in again.stdout:
         assert "epoch 1/3" not in again.stdout  # a finished epoch is not trained again
     assert _no_ray_processes_left(t0) == []  # and a normal exit leaves none either
+
+
+def _copy(shards, out):
+    out.mkdir()
+    for path in shards.iterdir():
+        shutil.copy(path, out / path.name)
+    return out
+
+
+def _verify(root, capsys, *extra):
+    from jobs.cli import main
+
+    code = main(["verify", str(root), *extra])
+    return code, capsys.readouterr().out
+
+
+def test_verify_lists_flipped_bits_truncated_shards_and_missing_or_stale_indices(debug_shards, tmp_path, capsys):
+    import tarfile
+
+    code, out = _verify(debug_shards, capsys)
+    assert code == 0 and "train: 1 shards, 16 videos in the manifest (16 hashed): ok" in out
+
+    # bit flips inside one video: same size, so only its hash tells; the video is named
+    flipped = _copy(debug_shards, tmp_path / "flipped")
+    shard = flipped / "val-000000.tar"
+    with tarfile.open(shard) as tar:
+        victim = next(m for m in tar.getmembers() if m.name.endswith(".mp4"))
+    with open(shard, "r+b") as f:
+        f.seek(victim.offset_data + victim.size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    code, out = _verify(flipped, capsys)
+    key = victim.name.rsplit(".", 1)[0]
+    assert code == 1 and f"val-000000.tar: {key}" in out and "sha256" in out and "train: 1 shards" in out
+    assert _verify(flipped, capsys, "--no-hashes")[0] == 0  # headers and indices are intact
+
+    # a shard cut mid-member, a missing .idx, a stale .idx
+    cut = _copy(debug_shards, tmp_path / "cut")
+    size = (cut / "train-000000.tar").stat().st_size
+    with open(cut / "train-000000.tar", "r+b") as f:
+        f.truncate(size // 2)
+    (cut / "val-000000.idx").unlink()
+    code, out = _verify(cut, capsys, "--no-hashes")
+    assert code == 1 and "train-000000.tar: truncated" in out and "val-000000.tar: missing .idx" in out
+    from pipeline.data.sharding import index_split
+
+    (cut / "train-000000.idx").unlink()  # a loader must scan the cut tar itself: a clear error
+    with pytest.raises(ValueError, match=r"train-000000.tar: the shard has no .idx .*vared2 verify"):
+        index_split(str(cut), "train")
+
+    stale = _copy(debug_shards, tmp_path / "stale")
+    idx = stale / "val-000000.idx"
+    lines = idx.read_text().splitlines()
+    parts = lines[1].split()
+    parts[1] = str(int(parts[1]) + 512)  # the first member's data offset moved
+    idx.write_text("\n".join([lines[0], " ".join(parts), *lines[2:]]) + "\n")
+    code, out = _verify(stale, capsys, "--split", "val")
+    assert code == 1 and ".idx does not match" in out and "train" not in out
+
+
+def test_dali_loader_refuses_damaged_shards_up_front_naming_them(debug_shards, tmp_path):
+    pytest.importorskip("nvidia.dali")
+    from pipeline.data.dali_loader import DALILoader
+
+    cut = _copy(debug_shards, tmp_path / "cut")
+    (cut / "val-000000.idx").unlink()
+    cfg = load_config("debug", [f"data.root={cut}", "data.backend=dali"]).data
+    with pytest.raises(ValueError, match=r"(?s)val shards .* are damaged.*val-000000.tar: missing \.idx"):
+        DALILoader(cfg, split="val", train=False)
