@@ -10,7 +10,7 @@ from pipeline.config import tune as tune_config
 from pipeline.models.backbones import BACKBONES
 from pipeline.models.baselines import BASELINES
 from pipeline.models.dynamic_conv import MODES, SEARCH_SPACES
-from pipeline.models.gate import GATE_NORMS
+from pipeline.models.gate import GATE_INPUTS, GATE_NORMS
 from pipeline.models.vared import DYNAMIC_CHOICES, GATE_TRAININGS
 
 
@@ -19,6 +19,7 @@ from pipeline.models.vared import DYNAMIC_CHOICES, GATE_TRAININGS
     (model_config.DynamicMode, DYNAMIC_CHOICES),
     (model_config.GateTraining, GATE_TRAININGS),
     (model_config.GateNorm, GATE_NORMS),
+    (model_config.GateInput, GATE_INPUTS),
     (model_config.Baseline, ("none", *BASELINES)),
 ])
 def test_config_literals_match_the_model_code(literal, code):

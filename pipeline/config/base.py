@@ -30,7 +30,14 @@ def field_types(cls: type) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class Section:
-    """Base of every config section: validates `Literal` fields, then `validate()`."""
+    """Base of every config section: validates `Literal` fields, then `validate()`.
+
+    `LEGACY` (a class attribute, {field: value}): what a saved config that lacks the field meant, for
+    a field whose default changed when it was added; `from_dict` uses it in place of the default, so
+    checkpoints written before the field existed rebuild the model they were trained as.
+    """
+
+    LEGACY: typing.ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         hints = field_types(type(self))

@@ -15,12 +15,17 @@ GateTraining = Literal["straight_through", "soft"]
 # How a gate's BatchNorm normalises in training (pipeline/models/gate.py): "running" (ours) uses its
 # running statistics, so a decision never depends on the other clips of a batch; "batch" is plain BN.
 GateNorm = Literal["running", "batch"]
+# What a gate reads of its layer's input (pipeline/models/gate.py): "pool" is GAP(X) (the paper);
+# "pool_motion" (ours) adds the mean change between adjacent frames, so a gate can see which clips repeat.
+GateInput = Literal["pool_motion", "pool"]
 Baseline = Literal["none", "magnitude", "channel_gating"]
 
 
 @dataclass(frozen=True)
 class ModelConfig(Section):
     NAME = "model"
+    # Checkpoints from before `gate_input` existed have "pool" gates.
+    LEGACY = {"gate_input": "pool"}
 
     backbone: Backbone = "r2plus1d_18"
     num_classes: int = 400
@@ -33,6 +38,7 @@ class ModelConfig(Section):
     gate_training: GateTraining = "straight_through"
     gate_norm: GateNorm = "running"
     gate_hidden_min: int = 16
+    gate_input: GateInput = "pool_motion"
     dropout: float = 0.0
     # Table 7 baselines (pipeline/models/baselines), built from the static backbone in place of the
     # VA-RED² conversion (`dynamic` is then ignored): magnitude pruning to `prune_macs_ratio` of the

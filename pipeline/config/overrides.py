@@ -109,7 +109,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], _prefix: str = "") -> T:
     """Rebuild a config from `to_dict` output (e.g. a checkpoint's or MLflow's config JSON).
 
     Each section is built in one go (not key by key) so cross-field checks see the final values.
-    Keys missing from `data` keep their defaults; unknown keys are an error.
+    Keys missing from `data` keep their defaults (or the section's `LEGACY` value, what a config
+    saved before the key existed meant); unknown keys are an error.
     """
     hints = field_types(cls)
     names = {f.name for f in dataclasses.fields(cls)}
@@ -117,7 +118,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], _prefix: str = "") -> T:
     if unknown:
         raise ValueError(f"unknown config key(s) {', '.join(sorted(_prefix + k for k in unknown))}; "
                          f"valid: {', '.join(sorted(_prefix + n for n in names))}")
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {k: v for k, v in getattr(cls, "LEGACY", {}).items() if k not in data}
     for key, value in data.items():
         tp = hints[key]
         if isinstance(tp, type) and issubclass(tp, Section):

@@ -20,4 +20,4 @@ def build_model(cfg) -> VaredModel:
                                        dropout=cfg.dropout)
     return VaredModel(backbone, dynamic=cfg.dynamic, search_space=cfg.search_space,
                       gate_hidden_min=cfg.gate_hidden_min, gate_training=cfg.gate_training,
-                      gate_norm=cfg.gate_norm)
+                      gate_norm=cfg.gate_norm, gate_input=cfg.gate_input)

@@ -91,7 +91,7 @@ class _GateStats:
         self.count = 0
 
     def add(self, layer: DynamicConvBase, x: Tensor) -> None:
-        h = layer.gate.fc1(x.detach().flatten(2).mean(dim=2)).double()  # (B, hidden)
+        h = layer.gate.fc1(layer.gate.features(x.detach())).double()  # (B, hidden)
         self.sum = h.sum(0) if self.sum is None else self.sum + h.sum(0)
         self.sq = (h * h).sum(0) if self.sq is None else self.sq + (h * h).sum(0)
         self.count += h.shape[0]

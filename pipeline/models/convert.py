@@ -24,7 +24,7 @@ def default_dynamic_filter(name: str, module: nn.Module) -> bool:
 
 def convert_to_dynamic(model: nn.Module, *, mode: str = "both", search_space: int = 2,
                        include: Callable[[str, nn.Module], bool] | None = None,
-                       gate_hidden_min: int = 16) -> dict[str, nn.Module]:
+                       gate_hidden_min: int = 16, gate_input: str = "pool") -> dict[str, nn.Module]:
     """Replace matching convs of `model` in place; returns {qualified name: original module}.
 
     nn.Conv3d -> DynamicConv3d(mode); nn.Conv2d -> channel-only DynamicConv2d (skipped when
@@ -44,9 +44,10 @@ def convert_to_dynamic(model: nn.Module, *, mode: str = "both", search_space: in
         parent = model.get_submodule(parent_name)
         if isinstance(module, nn.Conv3d):
             layer = DynamicConv3d.from_conv(module, mode=mode, search_space=search_space,
-                                            gate_hidden_min=gate_hidden_min)
+                                            gate_hidden_min=gate_hidden_min, gate_input=gate_input)
         else:
-            layer = DynamicConv2d.from_conv(module, search_space=search_space, gate_hidden_min=gate_hidden_min)
+            layer = DynamicConv2d.from_conv(module, search_space=search_space, gate_hidden_min=gate_hidden_min,
+                                            gate_input=gate_input)
         layer.train(module.training)
         setattr(parent, child, layer)
         replaced[name] = module

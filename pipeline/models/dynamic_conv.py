@@ -162,7 +162,7 @@ class DynamicConvBase(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, ...], *,
                  stride: tuple[int, ...], padding: tuple[int, ...], dilation: tuple[int, ...],
                  groups: int = 1, bias: bool = True, mode: str = "both", search_space: int = 2,
-                 gate_hidden_min: int = 16) -> None:
+                 gate_hidden_min: int = 16, gate_input: str = "pool") -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is not valid; choose one of {MODES}")
@@ -184,7 +184,8 @@ class DynamicConvBase(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self._reset_conv_parameters()
         heads = tuple(h for h, on in (("temporal", self.has_temporal), ("channel", self.has_channel)) if on)
-        self.gate = SoftModulationGate(in_channels, search_space, heads=heads, hidden_min=gate_hidden_min)
+        self.gate = SoftModulationGate(in_channels, search_space, heads=heads, hidden_min=gate_hidden_min,
+                                       input=gate_input)
         self.ratios = channel_ratios(search_space)
         self.computed_channels = [math.ceil(r * out_channels) for r in self.ratios]  # m_i
         self.channel_ops = (nn.ModuleList(ChannelCheapOp(out_channels, r) for r in self.ratios[1:])
@@ -212,7 +213,7 @@ class DynamicConvBase(nn.Module):
     # ----- construction -------------------------------------------------------------------------
     @classmethod
     def from_conv(cls, conv: nn.Module, *, mode: str = "both", search_space: int = 2,
-                  gate_hidden_min: int = 16) -> "DynamicConvBase":
+                  gate_hidden_min: int = 16, gate_input: str = "pool") -> "DynamicConvBase":
         """A dynamic layer sharing `conv`'s weight and bias Parameters (so optimizer state stays valid)."""
         expected = nn.Conv3d if cls.spatial_dims == 3 else nn.Conv2d
         if not isinstance(conv, expected):
@@ -220,7 +221,7 @@ class DynamicConvBase(nn.Module):
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                     padding=_explicit_padding(conv), dilation=conv.dilation, groups=conv.groups,
                     bias=conv.bias is not None, mode=mode, search_space=search_space,
-                    gate_hidden_min=gate_hidden_min)
+                    gate_hidden_min=gate_hidden_min, gate_input=gate_input)
         layer.to(device=conv.weight.device, dtype=conv.weight.dtype)
         layer.weight = conv.weight
         layer.bias = conv.bias
@@ -607,5 +608,6 @@ class DynamicConv2d(DynamicConvBase):
 
     @classmethod
     def from_conv(cls, conv: nn.Module, *, mode: str = "channel", search_space: int = 2,
-                  gate_hidden_min: int = 16) -> "DynamicConv2d":
-        return super().from_conv(conv, mode=mode, search_space=search_space, gate_hidden_min=gate_hidden_min)
+                  gate_hidden_min: int = 16, gate_input: str = "pool") -> "DynamicConv2d":
+        return super().from_conv(conv, mode=mode, search_space=search_space, gate_hidden_min=gate_hidden_min,
+                                 gate_input=gate_input)

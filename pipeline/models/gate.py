@@ -19,6 +19,14 @@ HEADS = ("temporal", "channel")
 # decisions near the boundary between training and inference.
 GATE_NORMS = ("running", "batch")
 
+# What the gate reads of its layer's input X (B, C, T, H, W) (ours). "pool": GAP(X), the paper's
+# descriptor. "pool_motion": [GAP(X), GAP(|X[t+1] - X[t]|)], the per-channel mean change between
+# adjacent frames beside the mean. GAP over time averages motion away: a still clip and a moving one
+# with the same content pool to nearly the same vector, so a "pool" gate cannot tell which clip's
+# frames repeat, the very thing temporal reduction is cheap for. Layers without a time axis (2D
+# backbones), or with one frame, read zeros in the motion half.
+GATE_INPUTS = ("pool", "pool_motion")
+
 # Gate values at initialisation (ours): index 0 (full compute) gets 0.7, the cheaper options
 # share 0.3, so every option starts alive (> 0) and, since the raw values of one head sum to 1,
 # the soft output of a freshly converted layer stays close to the static layer's output.
@@ -51,17 +59,21 @@ class SoftModulationGate(nn.Module):
     """
 
     def __init__(self, in_channels: int, search_space: int, *,
-                 heads: tuple[str, ...] = HEADS, hidden_min: int = 16) -> None:
+                 heads: tuple[str, ...] = HEADS, hidden_min: int = 16, input: str = "pool") -> None:
         super().__init__()
         if not heads or any(h not in HEADS for h in heads) or len(set(heads)) != len(heads):
             raise ValueError(f"heads={heads!r} is not valid; use distinct names from {HEADS}")
         if search_space < 2:
             raise ValueError(f"search_space={search_space} is not valid; choose one of 2, 3, 4")
+        if input not in GATE_INPUTS:
+            raise ValueError(f"input={input!r} is not valid; choose one of {GATE_INPUTS}")
+        self.input = input
         self.search_space = search_space
         self.heads = tuple(heads)
         self.norm = "running"
         hidden = max(hidden_min, in_channels // 4)
-        self.fc1 = nn.Linear(in_channels, hidden, bias=False)
+        features = in_channels * (2 if input == "pool_motion" else 1)
+        self.fc1 = nn.Linear(features, hidden, bias=False)
         self.bn = nn.BatchNorm1d(hidden)
         self.fc2 = nn.Linear(hidden, search_space * len(self.heads))
         self.reset_gate_parameters()
@@ -77,8 +89,20 @@ class SoftModulationGate(nn.Module):
     def hidden_features(self) -> int:
         return self.fc1.out_features
 
+    def features(self, x: Tensor) -> Tensor:
+        """FC1's input for a layer input x (B, C_in, T, H, W) or (B, C_in, H, W): (B, C_in) GAP over
+        (T, H, W) or (H, W), then for "pool_motion" the (B, C_in) mean |X[t+1] - X[t]|."""
+        z = x.flatten(2).mean(dim=2)
+        if self.input == "pool":
+            return z
+        if x.dim() == 5 and x.shape[2] > 1:
+            motion = (x[:, :, 1:] - x[:, :, :-1]).abs().flatten(2).mean(dim=2)
+        else:
+            motion = torch.zeros_like(z)
+        return torch.cat([z, motion], dim=1)
+
     def forward(self, x: Tensor) -> GateValues:
-        z = x.flatten(2).mean(dim=2)  # (B, C_in): GAP over (T, H, W) or (H, W)
+        z = self.features(x)
         z = torch.relu(self._normalize(self.fc1(z)))
         logits = self.fc2(z)  # (B, S * heads)
         v = torch.relu(torch.tanh(logits))  # max(tanh(.), 0)

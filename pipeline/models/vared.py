@@ -31,7 +31,8 @@ class VaredModel(nn.Module):
 
     def __init__(self, backbone: nn.Module, *, dynamic: str = "both", search_space: int = 2,
                  gate_hidden_min: int = 16, include: Callable[[str, nn.Module], bool] | None = None,
-                 gate_training: str = "straight_through", gate_norm: str = "running") -> None:
+                 gate_training: str = "straight_through", gate_norm: str = "running",
+                 gate_input: str = "pool") -> None:
         super().__init__()
         if dynamic not in DYNAMIC_CHOICES:
             raise ValueError(f"dynamic={dynamic!r} is not valid; choose one of {DYNAMIC_CHOICES}")
@@ -44,7 +45,7 @@ class VaredModel(nn.Module):
         self.search_space = search_space
         if dynamic != "none":
             convert_to_dynamic(backbone, mode=dynamic, search_space=search_space, include=include,
-                               gate_hidden_min=gate_hidden_min)
+                               gate_hidden_min=gate_hidden_min, gate_input=gate_input)
             for _, layer in dynamic_layers(backbone):
                 layer.gate_training = gate_training
                 layer.gate.norm = gate_norm

@@ -75,3 +75,13 @@ def test_flatten_gives_dotted_leaves():
     flat = flatten(get_preset("debug"))
     assert flat["model.backbone"] == "r2plus1d_18"
     assert "train.lambda_e" in flat and not any(isinstance(v, dict) for v in flat.values())
+
+
+def test_a_config_saved_before_a_field_existed_gets_its_legacy_value():
+    """Checkpoints written before `model.gate_input` existed have "pool" gates: their saved config,
+    which lacks the key, must rebuild that model, not the new default's."""
+    saved = to_dict(get_preset("demo"))
+    del saved["model"]["gate_input"]
+    assert get_preset("demo").model.gate_input == "pool_motion"
+    assert from_dict(Config, saved).model.gate_input == "pool"
+    assert from_dict(Config, to_dict(get_preset("demo"))).model.gate_input == "pool_motion"

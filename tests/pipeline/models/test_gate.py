@@ -39,3 +39,29 @@ def test_gate_hidden_width():
 def test_gate_bad_heads():
     with pytest.raises(ValueError):
         SoftModulationGate(8, 2, heads=("spatial",))
+
+
+def test_pool_motion_gate_sees_what_pooling_averages_away():
+    """A still clip and one whose frames alternate have the same GAP; only the motion half of a
+    "pool_motion" gate's features tells them apart (zero for the still clip)."""
+    torch.manual_seed(0)
+    frame = torch.rand(2, 6, 1, 5, 5)
+    still = frame.expand(2, 6, 4, 5, 5).contiguous()
+    flicker = torch.cat([frame * 0.5, frame * 1.5, frame * 0.5, frame * 1.5], dim=2)
+    pool = SoftModulationGate(6, 2, input="pool")
+    motion = SoftModulationGate(6, 2, input="pool_motion")
+    assert torch.allclose(pool.features(still), pool.features(flicker))
+    f_still, f_flicker = motion.features(still), motion.features(flicker)
+    assert f_still.shape == (2, 12) and motion.fc1.in_features == 12
+    assert torch.allclose(f_still[:, :6], f_flicker[:, :6])
+    assert torch.equal(f_still[:, 6:], torch.zeros(2, 6))
+    assert (f_flicker[:, 6:] > 0).all()
+    # no time axis (2D layers) or one frame: the motion half is zeros, the shapes stay
+    assert torch.equal(motion.features(torch.rand(2, 6, 5, 5))[:, 6:], torch.zeros(2, 6))
+    assert motion(torch.rand(2, 6, 1, 5, 5)).channel.shape == (2, 2)
+
+
+def test_bad_gate_input_names_the_choices():
+    with pytest.raises(ValueError, match="pool_motion"):
+        SoftModulationGate(8, 2, input="motion")
+

@@ -137,3 +137,47 @@ def test_straight_through_mix_matches_the_weighted_sum_it_stands_for():
         grads = torch.autograd.grad(mixed, [logits, *variants], g, allow_unused=True)
         for got, want in zip(grads, ref_grads):
             torch.testing.assert_close(torch.zeros_like(want) if got is None else got, want)
+
+
+def _gate_trained_on_still_and_flicker(gate_input: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One temporal dynamic layer whose gate alone trains on the efficiency and distortion terms, on
+    still clips and clips whose frames alternate in brightness (both with the same pooled mean);
+    returns the hard temporal choices of (still, flicker) clips."""
+    from torch import nn
+
+    from pipeline.models.dynamic_conv import DynamicConv3d
+
+    torch.manual_seed(0)
+    layer = DynamicConv3d.from_conv(nn.Conv3d(4, 8, (1, 3, 3), padding=(0, 1, 1)), mode="temporal",
+                                    gate_input=gate_input)
+
+    def batch(n):
+        frame = torch.rand(n, 4, 1, 8, 8)
+        still = frame.expand(n, 4, 4, 8, 8)
+        flicker = torch.cat([frame * 0.5, frame * 1.5] * 2, dim=2)
+        return torch.cat([still, flicker])
+
+    opt = torch.optim.Adam(layer.gate.parameters(), lr=0.02)
+    layer.train()
+    for _ in range(60):
+        layer(batch(8))
+        rec = layer.record
+        loss = (rec.expected_ratio ** 2).mean() + 4.0 * rec.distortion.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    layer.eval()
+    with torch.no_grad():
+        layer(batch(16))
+    chosen = layer.record.temporal_index
+    return chosen[:16], chosen[16:]
+
+
+def test_a_motion_reading_gate_makes_still_clips_cheap_and_keeps_flicker_full():
+    """What a clip costs must follow how much its frames repeat (METHOD.md 8b). The "pool" gate sees
+    the same pooled vector for both kinds of clip and cannot tell them apart; the "pool_motion"
+    gate learns to reduce the still clips (exact there) and to compute the flickering ones."""
+    still, flicker = _gate_trained_on_still_and_flicker("pool_motion")
+    assert (still == 1).float().mean() >= 0.9 and (flicker == 0).float().mean() >= 0.9
+    still, flicker = _gate_trained_on_still_and_flicker("pool")
+    assert (still == 1).float().mean() - (flicker == 1).float().mean() < 0.5
