@@ -21,7 +21,7 @@ STATIC_STAGE = ["model.dynamic=none", "train.epochs=16", "train.lr=3e-3", "train
 # Stage 2 (the demo preset) is evaluated once, after training (finish_run), on 200 videos x 1 clip.
 DEMO = ["data.eval_clips=1"]
 DYNAMIC_STAGE = ["train.eval_every=100"]
-# The sweep: lambda_e on either side of the demo's 3.5 (the main run is the middle point), each
+# The sweep: lambda_e on either side of the demo preset's (the main run is the middle point), each
 # trial one epoch from the static model with lambda_e at full strength from the first step, 1
 # worker each, so the two trials run side by side on 2 cores.
 SWEEP_LAMBDAS = [1.0, 10.0]

@@ -40,6 +40,11 @@ class TrainConfig(Section):
     # Share of the epochs, at the end, with the gates frozen (ours): the policy stops moving and the
     # network adapts to the decisions inference will make (rounded down: 6 epochs -> the last 2).
     gate_freeze_fraction: float = 1 / 3
+    # Training across budgets (ours, issue 14): in the epochs with frozen gates, every other step
+    # runs the policy shifted by a budget offset drawn uniformly from [-x, x] (pipeline/models/budget.py;
+    # + is cheaper), so the network also learns to work under the policies the budget knob selects.
+    # 0 = off: the network adapts to its trained policy only.
+    budget_offsets: float = 0.0
     init_from: str = ""  # checkpoint of a static backbone to start the dynamic stage from
     amp: bool = True  # mixed precision, used only on GPU
     sync_bn: bool = False
@@ -56,6 +61,7 @@ class TrainConfig(Section):
         self._require(0 <= self.gate_freeze_fraction < 1, "gate_freeze_fraction", "must lie in [0, 1)")
         self._require(self.calibrate_batches >= 0, "calibrate_batches", "must be 0 or more")
         self._require(self.recalibrate_batches >= 0, "recalibrate_batches", "must be 0 or more")
+        self._require(self.budget_offsets >= 0, "budget_offsets", "must be 0 (off) or positive")
         self._require(self.gate_lr_mult > 0, "gate_lr_mult", "must be positive")
         self._require(self.lambda_e_warmup_epochs >= 0, "lambda_e_warmup_epochs", "must be 0 or more")
         self._require(self.weight_decay >= 0, "weight_decay", "must be 0 or more")

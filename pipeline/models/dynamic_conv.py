@@ -519,7 +519,7 @@ class DynamicConvBase(nn.Module):
         head still decides by its pre-activations instead of falling to index 0 for good)."""
         if forced is not None or probs is None:
             return torch.full((batch,), forced or 0, dtype=torch.long, device=device)
-        if self.budget_offset and not self.is_soft():
+        if self.budget_offset and (not self.is_soft() or self.gate_training == "straight_through"):
             shift = torch.arange(probs.shape[1], device=probs.device, dtype=probs.dtype) * self.budget_offset
             return (probs.clamp_min(1e-30).log() + shift).argmax(dim=1)
         return probs.argmax(dim=1)

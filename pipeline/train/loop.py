@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch import nn
 
 from pipeline.config import Config
+from pipeline.models.budget import set_offset
 from pipeline.models.calibrate import recalibrate_batchnorm
 from pipeline.train.checkpoint import restore, unwrap
 from pipeline.train.evaluate import EvalResult
@@ -53,6 +54,15 @@ def _clips(batches: Iterable, limit: int, device) -> Iterable[torch.Tensor]:
         yield clips.to(device, non_blocking=True)
 
 
+def _budget_offset(tcfg, step: int) -> float:
+    """The budget offset of training step `step` (train.budget_offsets): 0 on even steps, else uniform
+    in [-x, x]; a function of (seed, step), so a resumed run draws the same ones."""
+    if step % 2 == 0:
+        return 0.0
+    g = torch.Generator().manual_seed(tcfg.seed * 1_000_003 + step)
+    return float((torch.rand((), generator=g) * 2 - 1) * tcfg.budget_offsets)
+
+
 def train_epochs(cfg: Config, *, model: nn.Module,
                  train_batches: Callable[[int], Iterable],
                  steps_per_epoch: int,
@@ -77,6 +87,7 @@ def train_epochs(cfg: Config, *, model: nn.Module,
     use_amp = torch.device(device).type == "cuda" and tcfg.amp
     dtype = torch.bfloat16 if use_amp else None
     metrics: dict[str, float] = {}
+    dynamic = getattr(unwrap(model), "dynamic", "none") != "none"
     for epoch in range(start_epoch, tcfg.epochs):
         freeze = epoch >= tcfg.epochs - int(tcfg.gate_freeze_fraction * tcfg.epochs + 1e-9)
         for name, param in model.named_parameters():
@@ -89,6 +100,8 @@ def train_epochs(cfg: Config, *, model: nn.Module,
             if valid is not None and 0 < int(valid.sum()) < len(valid):  # drop rank padding
                 clips, labels = clips[valid], labels[valid]
             lam = lambda_e_at(tcfg, epoch, i / max(1, steps_per_epoch))
+            if freeze and tcfg.budget_offsets > 0 and dynamic:
+                set_offset(model, _budget_offset(tcfg, step))
             result = train_step(model, clips.to(device, non_blocking=True),
                                 labels.to(device, non_blocking=True), optimizer, lambda_e=lam, lambda_d=tcfg.lambda_d,
                                 scheduler=scheduler, autocast_dtype=dtype, grad_clip=tcfg.grad_clip)
@@ -97,6 +110,8 @@ def train_epochs(cfg: Config, *, model: nn.Module,
             if rank == 0 and (i + 1) % tcfg.log_every == 0:
                 log(f"  epoch {epoch + 1} step {i + 1}/{steps_per_epoch} loss {result.loss:.4f} "
                     f"(eff {result.loss_eff:.4f}) lambda_e {lam:.3f}")
+        if freeze and tcfg.budget_offsets > 0 and dynamic:
+            set_offset(model, 0.0)
         total = _all_reduce(meter)
         elapsed = time.perf_counter() - started
         if epoch + 1 == tcfg.epochs and tcfg.recalibrate_batches > 0 and cfg.model.gate_training == "soft" \

@@ -154,3 +154,42 @@ def test_gates_are_frozen_for_the_last_fraction_of_the_epochs_while_the_rest_tra
     assert moved(snapshots[0], snapshots[1], gates)  # epoch 2 still trains the gates
     assert not moved(snapshots[1], snapshots[2], gates)  # epoch 3 (the last third) does not
     assert moved(snapshots[1], snapshots[2], others)  # but the network keeps training
+
+
+def test_training_across_budgets_runs_shifted_policies_in_the_frozen_epochs_only():
+    """train.budget_offsets: every other step of the frozen-gate epochs runs a shifted policy (the
+    same offsets after a resume: a function of seed and step); the other epochs, and the model after
+    training, run the trained policy (offset 0)."""
+    from pipeline.models.convert import dynamic_layers
+    from pipeline.train.loop import _budget_offset
+
+    cfg = debug_cfg("train.epochs=4", "train.gate_freeze_fraction=0.75", "train.budget_offsets=6")
+    offsets = [_budget_offset(cfg.train, s) for s in range(40)]
+    assert offsets == [_budget_offset(cfg.train, s) for s in range(40)]
+    assert all(o == 0 for o in offsets[::2]) and all(0 < abs(o) <= 6 for o in offsets[1::2])
+    assert min(offsets) < -1 and max(offsets) > 1
+
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    layer = dynamic_layers(model)[0][1]
+    seen = []  # (epoch, offset, mean channel index chosen) per training forward of the first layer
+    epoch_of = {"now": 0}
+
+    def hook(module, inputs, output):
+        if module.training:
+            seen.append((epoch_of["now"], module.budget_offset, float(module.record.channel_index.float().mean())))
+
+    layer.register_forward_hook(hook)
+
+    def on_epoch_end(report):
+        epoch_of["now"] = report.epoch + 1
+
+    train_epochs(cfg, model=model, train_batches=batches_for(cfg, 4), steps_per_epoch=4,
+                 on_epoch_end=on_epoch_end, log=lambda line: None)
+    assert all(off == 0 for e, off, _ in seen if e == 0)  # gates still training: the trained policy
+    frozen = [(off, ci) for e, off, ci in seen if e >= 1]  # epochs 2-4, steps 4-15
+    assert [off for off, _ in frozen] == [_budget_offset(cfg.train, s) for s in range(4, 16)]
+    assert any(off > 3 for off, _ in frozen) and any(off < -3 for off, _ in frozen)
+    # a large positive offset picks the cheaper channel option for every clip, a large negative one full
+    assert all(ci == 1.0 for off, ci in frozen if off > 3) and all(ci == 0.0 for off, ci in frozen if off < -3)
+    assert all(layer.budget_offset == 0 for _, layer in dynamic_layers(model))
