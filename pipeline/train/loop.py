@@ -90,6 +90,7 @@ def train_epochs(cfg: Config, *, model: nn.Module,
     dynamic = getattr(unwrap(model), "dynamic", "none") != "none"
     for epoch in range(start_epoch, tcfg.epochs):
         freeze = epoch >= tcfg.epochs - int(tcfg.gate_freeze_fraction * tcfg.epochs + 1e-9)
+        shifting = freeze and tcfg.budget_offsets > 0 and dynamic  # training across budgets
         for name, param in model.named_parameters():
             if ".gate." in name:
                 param.requires_grad_(not freeze)
@@ -100,7 +101,7 @@ def train_epochs(cfg: Config, *, model: nn.Module,
             if valid is not None and 0 < int(valid.sum()) < len(valid):  # drop rank padding
                 clips, labels = clips[valid], labels[valid]
             lam = lambda_e_at(tcfg, epoch, i / max(1, steps_per_epoch))
-            if freeze and tcfg.budget_offsets > 0 and dynamic:
+            if shifting:
                 set_offset(model, _budget_offset(tcfg, step))
             result = train_step(model, clips.to(device, non_blocking=True),
                                 labels.to(device, non_blocking=True), optimizer, lambda_e=lam, lambda_d=tcfg.lambda_d,
@@ -110,7 +111,7 @@ def train_epochs(cfg: Config, *, model: nn.Module,
             if rank == 0 and (i + 1) % tcfg.log_every == 0:
                 log(f"  epoch {epoch + 1} step {i + 1}/{steps_per_epoch} loss {result.loss:.4f} "
                     f"(eff {result.loss_eff:.4f}) lambda_e {lam:.3f}")
-        if freeze and tcfg.budget_offsets > 0 and dynamic:
+        if shifting:
             set_offset(model, 0.0)
         total = _all_reduce(meter)
         elapsed = time.perf_counter() - started
