@@ -174,11 +174,15 @@ def pin_paths(cfg: Config) -> Config:
 def check_inputs(cfg: Config) -> None:
     """Fail on the driver, before any worker starts, when the data or init checkpoint is missing."""
     from pipeline.data.sharding import find_shards
+    from pipeline.train.checkpoint import load_checkpoint
+    from pipeline.train.start import check_static_matches
 
     for split in (cfg.data.train_split, cfg.data.val_split):
         find_shards(cfg.data.root, split)  # ValueError naming the folder and the expected names
-    if cfg.train.init_from and "://" not in cfg.train.init_from and not Path(cfg.train.init_from).exists():
-        raise ValueError(f"train.init_from={cfg.train.init_from!r}: no such checkpoint")
+    if cfg.train.init_from and "://" not in cfg.train.init_from:
+        if not Path(cfg.train.init_from).exists():
+            raise ValueError(f"train.init_from={cfg.train.init_from!r}: no such checkpoint")
+        check_static_matches(cfg.model, load_checkpoint(cfg.train.init_from)["config"])
 
 
 def fit(cfg: Config, *, run_id: str | None = None, parent_run_id: str | None = None,

@@ -11,6 +11,7 @@ from pipeline.models.backbones import BACKBONES
 from pipeline.models.baselines import BASELINES
 from pipeline.models.dynamic_conv import MODES, SEARCH_SPACES
 from pipeline.models.gate import GATE_INPUTS, GATE_NORMS
+from pipeline.models.padding import PADDING_MODES
 from pipeline.models.vared import DYNAMIC_CHOICES, GATE_TRAININGS
 
 
@@ -20,6 +21,7 @@ from pipeline.models.vared import DYNAMIC_CHOICES, GATE_TRAININGS
     (model_config.GateTraining, GATE_TRAININGS),
     (model_config.GateNorm, GATE_NORMS),
     (model_config.GateInput, GATE_INPUTS),
+    (model_config.TemporalPadding, PADDING_MODES),
     (model_config.Baseline, ("none", *BASELINES)),
 ])
 def test_config_literals_match_the_model_code(literal, code):

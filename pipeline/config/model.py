@@ -18,14 +18,17 @@ GateNorm = Literal["running", "batch"]
 # What a gate reads of its layer's input (pipeline/models/gate.py): "pool" is GAP(X) (the paper);
 # "pool_motion" (ours) adds the mean change between adjacent frames, so a gate can see which clips repeat.
 GateInput = Literal["pool_motion", "pool"]
+# How temporal convs pad (pipeline/models/padding.py): "replicate" (ours) repeats the edge frame, so a
+# still clip stays still at every depth and its frames can be rebuilt exactly; "zeros" is nn.Conv's.
+TemporalPadding = Literal["replicate", "zeros"]
 Baseline = Literal["none", "magnitude", "channel_gating"]
 
 
 @dataclass(frozen=True)
 class ModelConfig(Section):
     NAME = "model"
-    # Checkpoints from before `gate_input` existed have "pool" gates.
-    LEGACY = {"gate_input": "pool"}
+    # Checkpoints from before `gate_input` / `temporal_padding` existed: "pool" gates, zero padding.
+    LEGACY = {"gate_input": "pool", "temporal_padding": "zeros"}
 
     backbone: Backbone = "r2plus1d_18"
     num_classes: int = 400
@@ -39,6 +42,7 @@ class ModelConfig(Section):
     gate_norm: GateNorm = "running"
     gate_hidden_min: int = 16
     gate_input: GateInput = "pool_motion"
+    temporal_padding: TemporalPadding = "replicate"
     dropout: float = 0.0
     # Table 7 baselines (pipeline/models/baselines), built from the static backbone in place of the
     # VA-RED² conversion (`dynamic` is then ignored): magnitude pruning to `prune_macs_ratio` of the

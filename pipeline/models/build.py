@@ -4,7 +4,7 @@ model nor the baselines import each other."""
 
 from __future__ import annotations
 
-from pipeline.models.backbones import BACKBONES
+from pipeline.models.backbones import build_backbone
 from pipeline.models.baselines import build_baseline
 from pipeline.models.vared import VaredModel
 
@@ -14,10 +14,6 @@ def build_model(cfg) -> VaredModel:
     if getattr(cfg, "baseline", "none") != "none":
         return build_baseline(cfg)
 
-    if cfg.backbone not in BACKBONES:
-        raise ValueError(f"backbone={cfg.backbone!r} is not valid; choose one of {sorted(BACKBONES)}")
-    backbone = BACKBONES[cfg.backbone](num_classes=cfg.num_classes, base_width=cfg.base_width,
-                                       dropout=cfg.dropout)
-    return VaredModel(backbone, dynamic=cfg.dynamic, search_space=cfg.search_space,
+    return VaredModel(build_backbone(cfg), dynamic=cfg.dynamic, search_space=cfg.search_space,
                       gate_hidden_min=cfg.gate_hidden_min, gate_training=cfg.gate_training,
                       gate_norm=cfg.gate_norm, gate_input=cfg.gate_input)

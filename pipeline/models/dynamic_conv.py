@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from pipeline.models.cheap_ops import ChannelCheapOp, TemporalCheapOp
 from pipeline.models.gate import GateValues, SoftModulationGate
+from pipeline.models.padding import check_padding_mode, conv_nd
 
 SEARCH_SPACES = (2, 3, 4)
 MODES = ("both", "temporal", "channel")
@@ -137,8 +138,7 @@ def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) 
 
 
 def _explicit_padding(conv: nn.Module) -> tuple[int, ...]:
-    if conv.padding_mode != "zeros":
-        raise ValueError(f"padding_mode={conv.padding_mode!r} is not supported; only 'zeros'")
+    check_padding_mode(conv.padding_mode)
     if conv.padding == "valid":
         return (0,) * len(conv.kernel_size)
     if conv.padding == "same":
@@ -162,7 +162,7 @@ class DynamicConvBase(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, ...], *,
                  stride: tuple[int, ...], padding: tuple[int, ...], dilation: tuple[int, ...],
                  groups: int = 1, bias: bool = True, mode: str = "both", search_space: int = 2,
-                 gate_hidden_min: int = 16, gate_input: str = "pool") -> None:
+                 gate_hidden_min: int = 16, gate_input: str = "pool", padding_mode: str = "zeros") -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is not valid; choose one of {MODES}")
@@ -174,6 +174,7 @@ class DynamicConvBase(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)
         self.padding, self.dilation = tuple(padding), tuple(dilation)
+        self.padding_mode = check_padding_mode(padding_mode)  # pipeline/models/padding.py
         self.groups, self.mode, self.search_space = groups, mode, search_space
         self.depthwise = groups > 1 and groups == in_channels == out_channels
         if self.has_channel and groups != 1 and not self.depthwise:
@@ -221,7 +222,7 @@ class DynamicConvBase(nn.Module):
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                     padding=_explicit_padding(conv), dilation=conv.dilation, groups=conv.groups,
                     bias=conv.bias is not None, mode=mode, search_space=search_space,
-                    gate_hidden_min=gate_hidden_min, gate_input=gate_input)
+                    gate_hidden_min=gate_hidden_min, gate_input=gate_input, padding_mode=conv.padding_mode)
         layer.to(device=conv.weight.device, dtype=conv.weight.dtype)
         layer.weight = conv.weight
         layer.bias = conv.bias
@@ -326,8 +327,7 @@ class DynamicConvBase(nn.Module):
             stride = (1, *self.stride[1:])
         else:
             stride = self.stride if factor == 1 else (self.stride[0] * factor, *self.stride[1:])
-        conv = F.conv3d if self.spatial_dims == 3 else F.conv2d
-        return conv(x, weight, bias, stride, self.padding, self.dilation, groups)
+        return conv_nd(x, weight, bias, stride, self.padding, self.dilation, groups, self.padding_mode)
 
     def _as_frames(self, y: Tensor) -> Tensor:
         return y if self.spatial_dims == 3 else y.unsqueeze(2)
@@ -586,7 +586,8 @@ class DynamicConvBase(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, groups={self.groups}, bias={self.bias is not None}, mode={self.mode!r}, "
+                f"padding={self.padding}, padding_mode={self.padding_mode!r}, groups={self.groups}, "
+                f"bias={self.bias is not None}, mode={self.mode!r}, "
                 f"search_space={self.search_space}")
 
 

@@ -17,6 +17,21 @@ from pipeline.models.calibrate import calibrate_conversion
 from pipeline.models.convert import dynamic_layers
 
 PREFIX = "backbone."
+# Model keys that change what the static backbone computes, with the value of checkpoints saved
+# before the key existed.
+_BACKBONE_KEYS = {"backbone": None, "temporal_padding": "zeros"}
+
+
+def check_static_matches(model_cfg, static_config: dict) -> None:
+    """ValueError when the static checkpoint (its saved config dict) was trained as another backbone
+    than `model_cfg` builds: its weights would load, but compute something else (for example zero
+    temporal padding under `model.temporal_padding=replicate`)."""
+    saved = static_config.get("model", {})
+    for key, legacy in _BACKBONE_KEYS.items():
+        theirs, ours = saved.get(key, legacy), getattr(model_cfg, key)
+        if theirs is not None and theirs != ours:
+            raise ValueError(f"train.init_from: the static model was trained with model.{key}={theirs}, "
+                             f"this run has model.{key}={ours}; set model.{key}={theirs} or retrain it")
 
 
 def start_from_static(model: nn.Module, state: dict, batches: Iterable, *, calibrate_batches: int,

@@ -12,13 +12,11 @@ BASELINES = ("magnitude", "channel_gating")
 
 def build_baseline(cfg) -> BaselineModel:
     """The baseline model of a `pipeline.config.ModelConfig` whose `baseline` is not "none"."""
-    from pipeline.models.backbones import BACKBONES
+    from pipeline.models.backbones import build_backbone
 
     if cfg.baseline not in BASELINES:
         raise ValueError(f"baseline={cfg.baseline!r} is not valid; choose one of {BASELINES}")
-    if cfg.backbone not in BACKBONES:
-        raise ValueError(f"backbone={cfg.backbone!r} is not valid; choose one of {sorted(BACKBONES)}")
-    backbone = BACKBONES[cfg.backbone](num_classes=cfg.num_classes, base_width=cfg.base_width, dropout=cfg.dropout)
+    backbone = build_backbone(cfg)
     if cfg.baseline == "magnitude":
         return MagnitudePrunedModel(backbone, macs_ratio=cfg.prune_macs_ratio)
     return ChannelGatedModel(backbone, base_fraction=cfg.gating_base_fraction)

@@ -19,12 +19,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.models.baselines.common import PRUNABLE, BaselineModel, output_positions
 from pipeline.models.convert import default_dynamic_filter
 from pipeline.models.dynamic_conv import LayerRecord
+from pipeline.models.padding import check_padding_mode, conv_nd
 
 TEMPERATURE = 1.0  # of the sigmoid surrogate of the step gate
 
@@ -38,8 +38,9 @@ class ChannelGatedConv(nn.Module):
             raise ValueError(f"base_fraction={base_fraction} must lie in (0, 1)")
         if conv.groups != 1 or conv.in_channels < 2:
             raise ValueError("channel gating needs a groups=1 conv with at least two input channels")
-        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
-            raise ValueError("channel gating supports explicit zero padding only")
+        if isinstance(conv.padding, str):
+            raise ValueError(f"channel gating needs explicit padding sizes, not padding={conv.padding!r}")
+        self.padding_mode = check_padding_mode(conv.padding_mode)
         self.is3d = isinstance(conv, nn.Conv3d)
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.kernel_size, self.stride, self.padding, self.dilation = (conv.kernel_size, conv.stride,
@@ -54,8 +55,7 @@ class ChannelGatedConv(nn.Module):
         self.last: tuple[Tensor, Tensor, tuple, tuple] | None = None
 
     def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        fn = F.conv3d if self.is3d else F.conv2d
-        return fn(x, weight, bias, self.stride, self.padding, self.dilation)
+        return conv_nd(x, weight, bias, self.stride, self.padding, self.dilation, 1, self.padding_mode)
 
     def forward(self, x: Tensor) -> Tensor:
         cp = self.base_channels

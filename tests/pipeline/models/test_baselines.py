@@ -96,10 +96,11 @@ def test_channel_gating_costs_lie_between_the_base_path_and_the_static_model():
     assert len(out.records) == len(model.gated_layers())
 
 
-def test_channel_gating_with_every_gate_on_equals_the_dense_conv():
+@pytest.mark.parametrize("padding", ["replicate", "zeros"])
+def test_channel_gating_with_every_gate_on_equals_the_dense_conv(padding):
     torch.manual_seed(0)
-    static = build_model(dataclasses.replace(_cfg("none"), dynamic="none")).eval()
-    model = build_baseline(_cfg("channel_gating")).eval()
+    static = build_model(dataclasses.replace(_cfg("none"), dynamic="none", temporal_padding=padding)).eval()
+    model = build_baseline(dataclasses.replace(_cfg("channel_gating"), temporal_padding=padding)).eval()
     model.load_backbone_state_dict(static.state_dict())
     with torch.no_grad():
         for _, layer in model.gated_layers():

@@ -73,9 +73,11 @@ def test_budget_one_is_the_static_model_exactly(knob):
 
 
 def test_lower_budgets_move_the_outputs_further_from_the_static_model():
-    """On average over 4 untrained models: one random model's logits barely move and their gaps
-    can cross (measured: 2 of 4 seeds out of order under the paper's gate input, 1 of 4 under
-    `pool_motion`); the mean over seeds orders them under both."""
+    """On average over 4 untrained models, budgets below 0.9 move the logits further from the static
+    model than 0.9 does. Between 0.7 and the cheapest reachable policy an untrained model gives no
+    order (measured over 8 seeds: 3 out of order under zero temporal padding, 3 under replicate, in
+    the mean too under replicate): its gaps saturate, so that order is a property of trained
+    models, and the accuracy study's budget curve measures it (benchmarks/RESULTS.md)."""
     gaps = torch.zeros(3)
     for seed in range(4):
         model, held_out, _ = knob_model(seed, batches=2, points=12)  # a coarse table is enough here
@@ -87,7 +89,7 @@ def test_lower_budgets_move_the_outputs_further_from_the_static_model():
             set_budget(model, budget)
             with torch.no_grad():
                 gaps[k] += float((model(x).logits - static).abs().mean()) / 4
-    assert gaps[0] < gaps[1] < gaps[2], gaps
+    assert gaps[0] < gaps[1] and gaps[0] < gaps[2], gaps
 
 
 def test_out_of_range_budgets_name_the_reachable_range(knob):

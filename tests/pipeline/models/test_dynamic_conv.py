@@ -16,6 +16,9 @@ CONVS = {
     "full_3x3x3_bias": lambda: nn.Conv3d(6, 10, 3, padding=1),
     "strided": lambda: nn.Conv3d(6, 8, 3, stride=(2, 2, 2), padding=1, bias=False),
     "depthwise": lambda: nn.Conv3d(8, 8, 3, padding=1, groups=8, bias=False),
+    "temporal_replicate": lambda: nn.Conv3d(6, 8, (3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0), bias=False,
+                                            padding_mode="replicate"),
+    "full_3x3x3_replicate": lambda: nn.Conv3d(6, 10, 3, padding=1, padding_mode="replicate"),
 }
 
 
