@@ -36,7 +36,10 @@ def mini_kinetics_r2plus1d() -> Config:
 
     Stage 2: AdamW, the gates at 10x the learning rate, lambda_e 3.5 ramped over the first 2 epochs,
     the distortion term at lambda_d 8, gates frozen for the last third of the 12 epochs; channel
-    cheap ops and gate statistics calibrated on 8 training batches at the start.
+    cheap ops and gate statistics calibrated on 8 training batches at the start. Both stages run
+    with the model defaults: gates reading motion (`model.gate_input=pool_motion`) and temporal
+    convs padded with the edge frame (`model.temporal_padding=replicate`; a static model trained
+    with zero padding is refused by stage 2).
     """
     return Config(
         name="mini_kinetics_r2plus1d",

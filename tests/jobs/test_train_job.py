@@ -96,3 +96,27 @@ def test_training_is_tracked_in_mlflow_and_the_logged_model_runs_in_hard_mode(
         assert np.array_equal(served, expected), budget
     with pytest.raises(Exception, match="out of reach"):
         pyfunc.predict(clips.numpy(), params={"budget": low / 2})
+
+
+@pytest.mark.parametrize("saved, refused", [("zeros", True), ("replicate", False), (None, True)])
+def test_a_dynamic_run_from_a_static_model_of_the_other_padding_fails_on_the_driver(
+        debug_shards, tmp_path, saved, refused):
+    """`check_inputs` (before Ray starts) reads the static checkpoint's config: one trained with zero
+    temporal padding (or from before the key, None) cannot start a replicate-padded dynamic run."""
+    from jobs.train import check_inputs
+    from pipeline.config import to_dict
+    from pipeline.models import build_model
+    from pipeline.train.checkpoint import save_checkpoint
+
+    static_cfg = debug_config(debug_shards, tmp_path, "static", "model.dynamic=none",
+                              f"model.temporal_padding={saved or 'zeros'}")
+    config = to_dict(static_cfg)
+    if saved is None:
+        del config["model"]["temporal_padding"]
+    save_checkpoint(tmp_path / "static", model=build_model(static_cfg.model), epoch=0, step=0, config=config)
+    cfg = debug_config(debug_shards, tmp_path, "dyn", f"train.init_from={tmp_path / 'static'}")
+    if refused:
+        with pytest.raises(ValueError, match="model.temporal_padding=zeros"):
+            check_inputs(cfg)
+    else:
+        check_inputs(cfg)
