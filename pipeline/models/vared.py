@@ -9,7 +9,7 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from pipeline.models.budget import TABLE_POINTS
+from pipeline.models.budget import NORM_ROWS, TABLE_POINTS, norm_size
 from pipeline.models.convert import (clear_policy, convert_to_dynamic, dynamic_layers, force_policy,
                                      set_execution)
 from pipeline.models.cost import static_macs
@@ -53,12 +53,20 @@ class VaredModel(nn.Module):
         # (offset, mean cost ratio) rows of the budget calibration (pipeline/models/budget.py); zeros =
         # not calibrated. A buffer, so a checkpoint and the served model carry it.
         self.register_buffer("budget_table", torch.zeros(TABLE_POINTS, 2))
+        if dynamic != "none":
+            # The backbone's BatchNorm statistics per budget (pipeline/models/budget.py); zeros = none.
+            self.register_buffer("budget_norms", torch.zeros(NORM_ROWS, norm_size(self)))
 
     def load_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True, assign: bool = False):
         if "budget_table" not in state_dict:  # a checkpoint from before the budget knob
             state_dict = {**state_dict, "budget_table": torch.zeros_like(self.budget_table)}
         elif state_dict["budget_table"].shape != self.budget_table.shape:  # calibrated on another grid
             self.budget_table = torch.zeros_like(state_dict["budget_table"])
+        if hasattr(self, "budget_norms"):
+            if "budget_norms" not in state_dict:  # calibrated before per-budget statistics, or never
+                state_dict = {**state_dict, "budget_norms": torch.zeros_like(self.budget_norms)}
+            elif state_dict["budget_norms"].shape != self.budget_norms.shape:
+                self.budget_norms = torch.zeros_like(state_dict["budget_norms"])
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def static_macs(self, input_shape: tuple[int, ...]) -> int:

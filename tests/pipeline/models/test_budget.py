@@ -1,17 +1,30 @@
 """The GFLOPs knob (pipeline/models/budget.py): a budget is met on clips other than the calibration
-clips, 1.0 is the static model exactly, lower budgets move the model further from it, the per-clip
-decisions stay per clip, and a budget out of reach names the reachable range."""
+clips, 1.0 is the static network's policy exactly, lower budgets move the model further from it, the
+per-clip decisions stay per clip, a budget out of reach names the reachable range, and the
+per-budget BatchNorm statistics are those of a re-estimation under that budget's policy and give
+the trained ones back on `set_budget(None)`."""
 
 import pytest
 import torch
 
 from pipeline.config import apply_overrides, get_preset
 from pipeline.models import build_model
-from pipeline.models.budget import calibrate_budget, mean_cost, reachable, set_budget
+from pipeline.models.budget import (calibrate_budget, estimate_norms, get_norms, mean_cost, norm_layers,
+                                    put_norms, reachable, set_budget, set_offset)
 from pipeline.models.convert import dynamic_layers
 
 
-def knob_model(seed: int, batches: int = 6, points: int | None = None):
+def clip_sets(shape, batches: int):
+    """(calibration clips, held-out clips): `batches` batches of 8 each, from one generator."""
+    g = torch.Generator().manual_seed(1)
+
+    def clips(n):
+        # clips differ in contrast, so the gate inputs (and decisions) spread
+        return [torch.randn(8, *shape, generator=g) * torch.rand(8, 1, 1, 1, 1, generator=g) * 3 for _ in range(n)]
+    return clips(batches), clips(batches)
+
+
+def knob_model(seed: int, batches: int = 6, points: int | None = None, norms: bool = True):
     """A debug VA-RED² model whose gates decide differently per clip (input-dependent FC2 weights),
     calibrated on one set of clips; a second set from the same distribution is held out."""
     cfg = apply_overrides(get_preset("debug"), ["model.num_classes=3", "model.search_space=3"])
@@ -21,13 +34,12 @@ def knob_model(seed: int, batches: int = 6, points: int | None = None):
         for _, layer in dynamic_layers(model):
             layer.gate.fc2.weight.normal_(std=1.0)
     shape = (3, cfg.data.num_frames, cfg.data.crop_size, cfg.data.crop_size)
-    g = torch.Generator().manual_seed(1)
-
-    def clips(n):
-        # clips differ in contrast, so the gate inputs (and decisions) spread
-        return [torch.randn(8, *shape, generator=g) * torch.rand(8, 1, 1, 1, 1, generator=g) * 3 for _ in range(n)]
-    calib, held_out = clips(batches), clips(batches)
-    calibrate_budget(model, calib, **({} if points is None else {"points": points}))
+    calib, held_out = clip_sets(shape, batches)
+    # trained-looking BatchNorm statistics (a fresh model's are 0 / 1), so that re-estimating them matters
+    for m in norm_layers(model):
+        m.running_mean.normal_(std=0.1)
+        m.running_var.uniform_(0.5, 2.0)
+    calibrate_budget(model, calib, norms=norms, **({} if points is None else {"points": points}))
     return model, held_out, shape
 
 
@@ -55,21 +67,61 @@ def test_decisions_stay_per_clip_under_a_budget(knob):
     assert per_clip.max() / per_clip.min() > 1.05  # not one policy for every clip
 
 
-def test_budget_one_is_the_static_model_exactly(knob):
-    model, held_out, shape = knob
+def _forced_full(model, x):
+    model.force_policy(0, 0)
+    model.set_execution("hard")
+    with torch.no_grad():
+        out = model(x)
+    model.clear_policy()
+    model.set_execution("auto")
+    return out
+
+
+@pytest.mark.parametrize("norms", [False, True])
+def test_budget_one_is_the_full_policy_exactly(norms):
+    """Budget 1.0 runs every layer at full compute: with the trained BatchNorm statistics when the
+    calibration kept none, else with those re-estimated under the full policy."""
+    model, held_out, shape = knob_model(0, batches=2, points=8, norms=norms)
     x = held_out[0]
+    trained = get_norms(model)
     set_budget(model, 1.0)
     with torch.no_grad():
         model.set_execution("hard")
         at_one = model(x)
+        model.set_execution("auto")
+    at_one_norms = get_norms(model)
     set_budget(model, None)
-    model.force_policy(0, 0)
-    with torch.no_grad():
-        forced = model(x)
-    model.clear_policy()
-    model.set_execution("auto")
+    assert torch.equal(get_norms(model), trained)
+    if norms:
+        assert torch.equal(at_one_norms, model.budget_norms[-2]) and not torch.equal(at_one_norms, trained)
+        put_norms(model, model.budget_norms[-2])
+    forced = _forced_full(model, x)
+    put_norms(model, trained)
     assert torch.equal(at_one.logits, forced.logits) and torch.equal(at_one.macs, forced.macs)
     assert torch.equal(at_one.policy, torch.zeros_like(at_one.policy))  # every layer at full compute
+
+
+def test_budget_statistics_are_a_reestimation_under_that_budgets_policy(knob):
+    model, _, shape = knob
+    calib, _ = clip_sets(shape, 6)  # the clips knob_model calibrated on
+    table = model.budget_table
+    k = 3
+    trained = get_norms(model)
+    set_budget(model, float(table[k, 1]))  # exactly on a row: that row's statistics
+    assert torch.equal(get_norms(model), model.budget_norms[k])
+    set_budget(model, None)
+    set_offset(model, float(table[k, 0]))
+    again = estimate_norms(model, calib)
+    set_offset(model, 0.0)
+    assert torch.allclose(again, model.budget_norms[k], rtol=1e-5, atol=1e-6)
+    assert torch.equal(get_norms(model), trained)  # estimating leaves the model's statistics alone
+    assert not torch.allclose(again, trained, atol=1e-3)  # and they are not the trained ones
+    set_budget(model, (float(table[k, 1]) + float(table[k + 1, 1])) / 2)  # between rows: in between
+    between = get_norms(model)
+    lo = torch.minimum(model.budget_norms[k], model.budget_norms[k + 1]) - 1e-6
+    hi = torch.maximum(model.budget_norms[k], model.budget_norms[k + 1]) + 1e-6
+    assert bool(((between >= lo) & (between <= hi)).all())
+    set_budget(model, None)
 
 
 def test_lower_budgets_move_the_outputs_further_from_the_static_model():
@@ -116,6 +168,7 @@ def test_the_calibration_travels_in_the_state_dict(knob):
     copy = build_model(cfg.model)
     copy.load_state_dict(model.state_dict())
     assert torch.equal(copy.budget_table, model.budget_table)
+    assert torch.equal(copy.budget_norms, model.budget_norms)
     set_budget(model, 0.7)
     set_budget(copy, 0.7)
     with torch.no_grad():
