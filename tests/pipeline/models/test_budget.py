@@ -35,10 +35,9 @@ def knob_model(seed: int, batches: int = 6, points: int | None = None, norms: bo
             layer.gate.fc2.weight.normal_(std=1.0)
     shape = (3, cfg.data.num_frames, cfg.data.crop_size, cfg.data.crop_size)
     calib, held_out = clip_sets(shape, batches)
-    # trained-looking BatchNorm statistics (a fresh model's are 0 / 1), so that re-estimating them matters
-    for m in norm_layers(model):
-        m.running_mean.normal_(std=0.1)
-        m.running_var.uniform_(0.5, 2.0)
+    # BatchNorm statistics of the model's own maps, as training leaves them (a fresh model's are
+    # 0 / 1, far from what its layers produce, so the trained point would be unlike its neighbours)
+    put_norms(model, estimate_norms(model, calib))
     calibrate_budget(model, calib, norms=norms, **({} if points is None else {"points": points}))
     return model, held_out, shape
 
