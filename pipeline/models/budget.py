@@ -229,12 +229,21 @@ def _table(model: nn.Module) -> Tensor:
 
 def offset_for(model: nn.Module, budget: float) -> float:
     """The offset whose calibrated mean cost equals `budget` (linear interpolation of the table)."""
+    table = _reachable_table(model, budget)
+    return _offset_at(table, *_locate(table, budget))
+
+
+def _reachable_table(model: nn.Module, budget: float) -> Tensor:
+    """The calibration table; ValueError naming the reachable range when `budget` lies outside it."""
     table = _table(model)
     low, high = reachable(model)
     if not low - 1e-9 <= budget <= high + 1e-9:
         raise ValueError(f"budget={budget:g} is out of reach: this model reaches {low:.3f} to {high:.3f} "
                          "of the static model's GFLOPs")
-    k, t = _locate(table, budget)
+    return table
+
+
+def _offset_at(table: Tensor, k: int, t: float) -> float:
     offsets = table[:, 0]
     return float(offsets[k - 1] + t * (offsets[k] - offsets[k - 1])) if k > 0 else float(offsets[0])
 
@@ -275,11 +284,11 @@ def set_budget(model: nn.Module, budget: float | None) -> None:
         if norms is not None:
             put_norms(model, norms[-2])
         return
-    offset = offset_for(model, budget)
+    table = _reachable_table(model, budget)
+    k, t = _locate(table, budget)  # the offset and the statistics interpolate between the same rows
     clear_policy(model)
-    set_offset(model, offset)
+    set_offset(model, _offset_at(table, k, t))
     if norms is not None:
-        k, t = _locate(_table(model), budget)
         put_norms(model, norms[k] if k == 0 else torch.lerp(norms[k - 1], norms[k], t))
 
 

@@ -58,15 +58,15 @@ class VaredModel(nn.Module):
             self.register_buffer("budget_norms", torch.zeros(NORM_ROWS, norm_size(self)))
 
     def load_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True, assign: bool = False):
-        if "budget_table" not in state_dict:  # a checkpoint from before the budget knob
-            state_dict = {**state_dict, "budget_table": torch.zeros_like(self.budget_table)}
-        elif state_dict["budget_table"].shape != self.budget_table.shape:  # calibrated on another grid
-            self.budget_table = torch.zeros_like(state_dict["budget_table"])
-        if hasattr(self, "budget_norms"):
-            if "budget_norms" not in state_dict:  # calibrated before per-budget statistics, or never
-                state_dict = {**state_dict, "budget_norms": torch.zeros_like(self.budget_norms)}
-            elif state_dict["budget_norms"].shape != self.budget_norms.shape:
-                self.budget_norms = torch.zeros_like(state_dict["budget_norms"])
+        # The budget calibration's buffers: absent from checkpoints saved before the budget knob (or
+        # before per-budget statistics), another shape when calibrated on another grid.
+        for name in ("budget_table", "budget_norms"):
+            if not hasattr(self, name):
+                continue
+            if name not in state_dict:
+                state_dict = {**state_dict, name: torch.zeros_like(getattr(self, name))}
+            elif state_dict[name].shape != getattr(self, name).shape:
+                setattr(self, name, torch.zeros_like(state_dict[name]))
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def static_macs(self, input_shape: tuple[int, ...]) -> int:
