@@ -14,15 +14,15 @@ Digit, position, direction, colour and noise are drawn per video from `seed`; sa
 from __future__ import annotations
 
 import csv
-import io
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
+
+from pipeline.media.encode import X264_DETERMINISTIC, encode_mp4
 
 CLASSES = ("still", "slow", "fast", "flicker")
 SPEED = {"still": 0.0, "slow": (0.6, 1.2), "fast": (4.0, 6.0), "flicker": 0.0}
+X264_OPTIONS = {"preset": "veryfast", "crf": "18", "x264-params": X264_DETERMINISTIC}
 
 
 def _digit_sprite(image: np.ndarray, scale: int) -> np.ndarray:
@@ -68,25 +68,7 @@ def render_video(label: str, rng: np.random.Generator, digits: np.ndarray, *, si
 
 def write_mp4(path: str | Path, frames: np.ndarray, fps: float) -> None:
     """Frames (T, H, W, 3) uint8 -> H.264 yuv420p MP4, deterministic (one thread, bitexact)."""
-    rate = Fraction(fps).limit_denominator(1001)
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4", options={"fflags": "+bitexact"}) as out:
-        stream = out.add_stream("libx264", rate=rate)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        # One thread and no macroblock tree: x264's mbtree pass was seen to give other bytes from
-        # run to run on identical input.
-        stream.codec_context.options = {
-            "preset": "veryfast", "crf": "18",
-            "x264-params": "threads=1:lookahead-threads=1:bframes=0:mbtree=0"}
-        for i, array in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    Path(path).write_bytes(buf.getvalue())
+    Path(path).write_bytes(encode_mp4(frames, fps=fps, options=X264_OPTIONS, bitexact=True))
 
 
 def make_demo_dataset(out_dir: str | Path, *, num_train_per_class: int = 24,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from preprocessing.shards import write_text_atomic
+from pipeline.media.shards import write_text_atomic
 
 COLUMNS = pa.schema([
     ("source_id", pa.string()), ("label", pa.string()), ("label_index", pa.int32()),

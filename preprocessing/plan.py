@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import av
 
+from pipeline.media.shards import sample_key
 from preprocessing.annotations import VideoRow
-from preprocessing.shards import sample_key
 from preprocessing.transcode import TranscodeSettings
 
 

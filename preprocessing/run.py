@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from pipeline.media.shards import TarWriter, sample_members, write_text_atomic
 from preprocessing.annotations import (CLASS_LIST, read_annotations, read_class_index,
                                        read_class_list, write_class_list)
 from preprocessing.manifest import summarize, write_manifest, write_summary
 from preprocessing.plan import ShardTask, plan_shards, record
-from preprocessing.shards import TarWriter, idx_text, sample_members, write_text_atomic
 from preprocessing.transcode import TranscodeSettings, VideoError, transcode
 
 
@@ -156,8 +156,7 @@ def run_shard(task: ShardTask) -> dict:
         writer.abort()
         raise
     if num_ok:
-        writer.close()
-        write_text_atomic(paths["idx"], idx_text(writer.index))
+        writer.close()  # the tar, then its .idx
     else:  # DALI and wds2idx reject empty tars: a shard whose videos all failed is not written
         writer.abort()
         paths["tar"].unlink(missing_ok=True)

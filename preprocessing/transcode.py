@@ -14,8 +14,9 @@ from fractions import Fraction
 
 import av
 
-CODECS = ("h264", "vp9", "mjpeg", "copy")
-ENCODERS = {"h264": "libx264", "vp9": "libvpx-vp9", "mjpeg": "mjpeg"}
+from pipeline.media.encode import ENCODERS, X264_DETERMINISTIC, encode_mp4
+
+CODECS = (*ENCODERS, "copy")
 
 
 class VideoError(Exception):
@@ -69,12 +70,11 @@ def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
 def encoder_options(s: TranscodeSettings) -> dict[str, str]:
     """Encoder options, shared with the benchmark's plain PyAV loop so both pay the same encode."""
     k = s.keyframe_interval
-    # h264: no B-frames (no edit lists, exact frame counts, cheap seeking); mbtree off because
-    # x264's macroblock-tree pass was seen to give other bytes from run to run on identical input.
+    # h264: deterministic, and its lack of B-frames also means no edit lists, exact frame counts
+    # and cheap seeking.
     if s.codec == "h264":
         return {"threads": "1", "preset": s.preset, "crf": str(s.crf), "tune": "fastdecode",
-                "x264-params": f"threads=1:lookahead-threads=1:keyint={k}:min-keyint={k}:"
-                               f"scenecut=0:bframes=0:mbtree=0"}
+                "x264-params": f"{X264_DETERMINISTIC}:keyint={k}:min-keyint={k}:scenecut=0"}
     if s.codec == "vp9":
         return {"threads": "1", "row-mt": "0", "crf": str(s.crf), "b": "0", "deadline": "realtime",
                 "cpu-used": "8", "lag-in-frames": "0", "keyint_min": str(k)}
@@ -133,26 +133,6 @@ def _resampled_frames(container, stream, fps: float, short_side: int):
         out_i += 1
 
 
-def _encode(frames: list, s: TranscodeSettings) -> bytes:
-    buf = io.BytesIO()
-    rate = Fraction(s.fps).limit_denominator(1001)
-    with av.open(buf, "w", format="mp4", options={"fflags": "+bitexact"}) as out:
-        stream = out.add_stream(ENCODERS[s.codec], rate=rate)
-        stream.width, stream.height = frames[0].width, frames[0].height
-        stream.pix_fmt = "yuvj420p" if s.codec == "mjpeg" else "yuv420p"
-        stream.codec_context.gop_size = s.keyframe_interval
-        stream.codec_context.options = encoder_options(s)
-        for i, frame in enumerate(frames):
-            frame.pts = i
-            frame.time_base = 1 / rate
-            frame.pict_type = 0  # decoded I/P types would force the encoder's frame types
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return buf.getvalue()
-
-
 def _remux(data: bytes) -> bytes:
     """`copy`: the video stream into MP4 without re-encoding (audio dropped)."""
     buf = io.BytesIO()
@@ -198,7 +178,11 @@ def transcode(data: bytes, s: TranscodeSettings) -> tuple[bytes, VideoInfo]:
                 if len(frames) < s.min_frames:
                     raise VideoError("too_short", f"{len(frames)} frames at {s.fps:g} fps, "
                                                   f"fewer than min_frames={s.min_frames}")
-        payload = _remux(data) if frames is None else _encode(frames, s)
+        if frames is None:
+            payload = _remux(data)
+        else:
+            payload = encode_mp4(frames, fps=s.fps, codec=s.codec, options=encoder_options(s),
+                                 gop=s.keyframe_interval, bitexact=True)
         nframes, width, height, codec = inspect(payload)
     except VideoError:
         raise

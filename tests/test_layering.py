@@ -1,6 +1,8 @@
 """The import rule of STYLE.md: layers import only downward, and only jobs/ imports Ray or MLflow.
 
 pipeline/models <- pipeline/train <- pipeline/data <- jobs ; preprocessing sits beside pipeline/data.
+pipeline/media (the MP4 encoder and the shard writer) lies under both pipeline/data and preprocessing,
+which share it, and imports neither; models and training never touch video files.
 """
 
 import ast
@@ -13,11 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # package prefix -> module prefixes it must never import
 FORBIDDEN = {
     "pipeline/config": ["torch", "ray", "mlflow", "pipeline.models", "pipeline.train", "pipeline.data",
-                        "preprocessing", "jobs"],
+                        "pipeline.media", "preprocessing", "jobs"],
     "pipeline/models": ["ray", "mlflow", "av", "webdataset", "nvidia", "ffcv", "pipeline.train",
-                        "pipeline.data", "preprocessing", "jobs"],
+                        "pipeline.data", "pipeline.media", "preprocessing", "jobs"],
     "pipeline/train": ["ray", "mlflow", "av", "webdataset", "nvidia", "ffcv", "pipeline.data",
-                       "preprocessing", "jobs"],
+                       "pipeline.media", "preprocessing", "jobs"],
+    "pipeline/media": ["torch", "ray", "mlflow", "pipeline.config", "pipeline.models",
+                       "pipeline.train", "pipeline.data", "pipeline.analysis", "preprocessing", "jobs"],
     "pipeline/data": ["ray", "mlflow", "preprocessing", "jobs"],
     "pipeline/analysis": ["ray", "mlflow", "preprocessing", "jobs"],
     "preprocessing": ["ray", "mlflow", "pipeline.models", "pipeline.train", "pipeline.data", "jobs"],

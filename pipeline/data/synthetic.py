@@ -1,22 +1,27 @@
 """Tiny synthetic videos and shards in the DATA.md format, for tests and the loader benchmark.
 
 Frame i of a test video is filled with grey level `frame_level(i)`, so a test can read back which
-frame a loader decoded. The real shard writer lives in `preprocessing`; this is its minimal twin.
+frame a loader decoded. Videos and shards are written by `pipeline.media`, as preprocessing's are;
+only the encoder options (fast, not deterministic) and the samples' fields are the fixtures' own.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import struct
 from pathlib import Path
 
-import av
 import numpy as np
 
-CODECS = {"h264": ("libx264", "yuv420p"), "vp9": ("libvpx-vp9", "yuv420p"),
-          "mjpeg": ("mjpeg", "yuvj420p")}
+from pipeline.media.encode import encode_mp4
+from pipeline.media.shards import TarWriter
+
+# Fast, near-lossless settings, not pinned for determinism (x264's mbtree stays on); mjpeg
+# keeps its defaults.
+ENCODER_OPTIONS = {"h264": {"preset": "veryfast", "crf": "18"},
+                   "vp9": {"crf": "20", "b": "0", "deadline": "realtime", "cpu-used": "8"},
+                   "mjpeg": {}}
 
 
 def frame_level(index: int) -> int:
@@ -29,23 +34,7 @@ def level_to_index(level: float) -> int:
 
 def encode_video(frames: np.ndarray, *, codec: str = "h264", fps: int = 25, gop: int = 8) -> bytes:
     """uint8 (T, H, W, 3) RGB -> mp4 bytes."""
-    name, pix_fmt = CODECS[codec]
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream(name, rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = pix_fmt
-        stream.codec_context.gop_size = gop
-        if codec == "h264":
-            stream.options = {"preset": "veryfast", "crf": "18"}
-        elif codec == "vp9":
-            stream.options = {"crf": "20", "b": "0", "deadline": "realtime", "cpu-used": "8"}
-        for rgb in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buf.getvalue()
+    return encode_mp4(frames, fps=fps, codec=codec, options=ENCODER_OPTIONS[codec], gop=gop)
 
 
 def level_video(num_frames: int, height: int = 32, width: int = 40) -> np.ndarray:
@@ -73,18 +62,14 @@ def sample_record(key: str, video: bytes, label: int, num_frames: int) -> dict:
 def write_shards(out_dir: str | os.PathLike, split: str, samples: list[dict],
                  per_shard: int) -> list[Path]:
     """Write `samples` (from `sample_record`) into {split}-{index:06d}.tar shards with .idx files."""
-    import webdataset as wds
-    from wds2idx import IndexCreator  # ships with nvidia-dali; falls back below without it
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for s, start in enumerate(range(0, len(samples), per_shard)):
-        path = out_dir / f"{split}-{s:06d}.tar"
-        with wds.TarWriter(str(path)) as writer:
-            for sample in samples[start:start + per_shard]:
-                writer.write(sample)
-        with IndexCreator(str(path), str(path.with_suffix(".idx")), verbose=False) as creator:
-            creator.create_index()
-        paths.append(path)
+        writer = TarWriter(out_dir / f"{split}-{s:06d}.tar")
+        for sample in samples[start:start + per_shard]:
+            for ext in sorted(sample.keys() - {"__key__"}):  # sorted, as webdataset's writer did
+                writer.add(f"{sample['__key__']}.{ext}", sample[ext])
+        writer.close()
+        paths.append(writer.path)
     return paths

@@ -7,7 +7,6 @@ import pytest
 from preprocessing.annotations import (read_annotations, read_class_index, read_class_list,
                                        read_kinetics, read_mini_kinetics, read_moments,
                                        read_path_label_csv, write_class_list)
-from preprocessing.shards import sample_key
 
 LABELS = ["playing guitar, electric", "tanzen \u00fc", "\u8df3\u821e", 'say "hi"']
 
@@ -94,12 +93,3 @@ def test_bad_annotation_arguments_are_rejected(tmp_path):
         read_annotations("mini_kinetics", str(tmp_path / "k.csv"), str(tmp_path), "train")
     with pytest.raises(ValueError, match="videos folder"):
         read_annotations("kinetics", str(tmp_path / "k.csv"), str(tmp_path / "none"), "train")
-
-
-def test_sample_keys_are_dot_free_and_distinct():
-    ids = ["-Qhiiw9yJvc_000825_000835", "zooming/yt-1.mp4", "zooming_yt-1", "a.b.c", "x" * 200,
-           "\u8df3\u821e/1.mp4", "\u8df3\u821e/2.mp4"]
-    keys = [sample_key(i) for i in ids]
-    assert keys[0] == ids[0]  # safe ids are kept as they are
-    assert all("." not in k and "/" not in k and len(k) <= 80 for k in keys)
-    assert len(set(keys)) == len(keys)

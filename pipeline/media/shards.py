@@ -1,4 +1,5 @@
-"""WebDataset shard files: deterministic tar members, DALI `.idx` index, atomic writes.
+"""WebDataset shard files: sample keys and members, deterministic tar headers, DALI `.idx` index,
+atomic writes.
 
 Tar headers are fixed (mtime 0, uid/gid 0, no user names, mode 0644, ustar), so a shard's bytes
 depend only on its samples. Everything is written under a temporary name and renamed when complete.
@@ -62,7 +63,8 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
 
 
 class TarWriter:
-    """Stream samples into `path` + `.tmp`; `close()` renames it into place, `abort()` removes it.
+    """Stream members into `path` + `.tmp`; `close()` renames it into place and writes its `.idx`
+    beside it, `abort()` removes it.
 
     `index` collects (name, data offset, size) per member for the `.idx` file.
     """
@@ -70,6 +72,7 @@ class TarWriter:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.idx = self.path.with_suffix(".idx")
         self._file = open(self.tmp, "wb")
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
         self.index: list[tuple[str, int, int]] = []
@@ -85,6 +88,7 @@ class TarWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self.tmp, self.path)
+        write_text_atomic(self.idx, idx_text(self.index))
 
     def abort(self) -> None:
         self._tar.close()
@@ -114,11 +118,3 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
