@@ -72,17 +72,18 @@ def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train.torch
     import torch
 
-    from jobs import tracking
+    from jobs import run_folder, tracking
     from pipeline.allocator import keep_freed_memory
     from pipeline.data import build_loader
     from pipeline.models import build_model
-    from pipeline.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
+    from pipeline.train.checkpoint import save_checkpoint, unwrap
     from pipeline.train.evaluate import evaluate
     from pipeline.train.loop import train_epochs
     from pipeline.train.start import start_from_static
 
     quiet_worker_logs()
     cfg = from_dict(Config, loop_config["config"])
+    storage = cfg.runtime.storage_path
     if cfg.runtime.keep_freed_memory:
         keep_freed_memory()
     run_id = loop_config["run_id"]
@@ -91,11 +92,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     model = build_model(cfg.model)
-    resume = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            resume = load_checkpoint(directory)
+    resume, resume_size = _resume_state(ray.train.get_checkpoint(), loop_config.get("resume_from"))
+    if rank == 0 and resume is not None:  # a retry on a full disk fails here, not an epoch later
+        run_folder.check_space(storage, resume_size, what="the next checkpoint")
 
     device_id = ctx.get_local_rank() if cfg.runtime.use_gpu else None  # DALI decodes on it
 
@@ -135,8 +134,6 @@ def train_loop_per_worker(loop_config: dict) -> None:
                                       device_id=device_id)
         return evaluate(unwrap(m), val_loader, num_clips=cfg.data.eval_clips, device=device)
 
-    storage = Path(cfg.runtime.storage_path)
-
     def on_epoch_end(report):
         if rank == 0:
             tracking.log_metrics(cfg, run_id, report.metrics, step=report.epoch + 1,
@@ -147,13 +144,35 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 save_checkpoint(tmp, model=report.model, optimizer=report.optimizer,
                                 scheduler=report.scheduler, epoch=report.epoch, step=report.step,
                                 config=to_dict(cfg), metrics=report.metrics)
+                # Refuse before writing: a checkpoint or Ray snapshot cut short by a full disk
+                # is worse than none (the previous checkpoint must stay the newest readable one).
+                run_folder.check_space(storage, run_folder.size_of(tmp),
+                                       what=f"epoch {report.epoch + 1}'s checkpoint")
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(report.metrics, checkpoint=ckpt)
-        _maybe_fail(cfg, report.epoch, storage)
+        _maybe_fail(cfg, report.epoch, Path(storage))
 
     train_epochs(cfg, model=model, train_batches=train_batches, steps_per_epoch=len(train_loader),
                  evaluate_fn=evaluate_fn, on_epoch_end=on_epoch_end, resume_state=resume,
                  device=device, rank=rank)
+
+
+def _resume_state(checkpoint, resume_from: str | None) -> tuple[dict | None, int]:
+    """The state to continue from, and its size on disk: Ray Train's checkpoint of this run, or
+    the newest readable one the driver found in the run's folder when that is newer (Ray's
+    bookkeeping can lag or be lost; see `run_folder.latest_checkpoint`)."""
+    from jobs import run_folder
+    from pipeline.train.checkpoint import load_checkpoint
+
+    state, size = None, 0
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state, size = load_checkpoint(directory), run_folder.size_of(directory)
+    if resume_from:
+        found = load_checkpoint(resume_from)
+        if state is None or found["epoch"] > state["epoch"]:
+            state, size = found, run_folder.size_of(resume_from)
+    return state, size
 
 
 def pin_paths(cfg: Config) -> Config:
@@ -190,7 +209,7 @@ def fit(cfg: Config, *, run_id: str | None = None, parent_run_id: str | None = N
     """Run the TorchTrainer; returns {"run_id", "checkpoint" (local dir), "metrics", "storage",
     "config"}. `callbacks` go to the RunConfig (Tune passes its TuneReportCallback there);
     `parent_run_id` nests the MLflow run under a sweep's parent run."""
-    from jobs import tracking
+    from jobs import run_folder, tracking
     from jobs.ray_env import init_ray
 
     cfg = pin_paths(cfg)
@@ -198,20 +217,26 @@ def fit(cfg: Config, *, run_id: str | None = None, parent_run_id: str | None = N
     tracking.check_reachable(cfg.runtime.tracking_uri)  # before Ray starts: fail in seconds
     storage = cfg.runtime.storage_path
     name = run_name(cfg)
-    resuming = _resuming(storage, name)
-    lock = acquire_run_lock(storage, name)  # before Ray starts too: a refusal leaves nothing running
+    resuming = run_folder.has_run(storage, name)
+    lock = run_folder.acquire_lock(storage, name)  # before Ray starts too: a refusal leaves nothing running
     try:
+        latest = None
+        if resuming:
+            for note in run_folder.repair(storage, name):
+                print(note)
+            latest = run_folder.latest_checkpoint(storage, name)
         init_ray(cfg)
-        return _fit(cfg, storage, name, resuming, run_id, parent_run_id, callbacks, tags)
+        return _fit(cfg, storage, name, resuming, latest, run_id, parent_run_id, callbacks, tags)
     finally:
-        release_run_lock(lock)
+        run_folder.release_lock(lock)
 
 
-def _fit(cfg: Config, storage: str, name: str, resuming: bool, run_id, parent_run_id, callbacks, tags) -> dict:
+def _fit(cfg: Config, storage: str, name: str, resuming: bool, latest, run_id, parent_run_id,
+         callbacks, tags) -> dict:
     import ray.train
     import ray.train.torch
 
-    from jobs import tracking
+    from jobs import run_folder, tracking
 
     if run_id is None:
         run_id = tracking.find_run(cfg, name) if resuming else None
@@ -221,7 +246,8 @@ def _fit(cfg: Config, storage: str, name: str, resuming: bool, run_id, parent_ru
     print(f"MLflow run {run_id} ({tracking.tracking_uri(cfg)}), storage {storage}/{name}")
     trainer = ray.train.torch.TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": to_dict(cfg), "run_id": run_id},
+        train_loop_config={"config": to_dict(cfg), "run_id": run_id,
+                           "resume_from": str(latest[0]) if latest else None},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.runtime.num_workers, use_gpu=cfg.runtime.use_gpu,
             resources_per_worker={"CPU": cfg.runtime.cpus_per_worker,
@@ -234,23 +260,43 @@ def _fit(cfg: Config, storage: str, name: str, resuming: bool, run_id, parent_ru
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
             callbacks=callbacks or None),
     )
+    error = None
     with _noticing_ctrl_c() as interrupted:
         try:
             result = trainer.fit()
-        except BaseException:
+            error = result.error
+        except BaseException as err:  # Ray raises some run errors from fit() itself
             if interrupted:
                 raise KeyboardInterrupt from None
-            raise
+            if not isinstance(err, Exception):
+                raise
+            error = err
     if interrupted:  # Ray Train aborted the run on Ctrl-C; its checkpoints stay for a resume
         raise KeyboardInterrupt
     tracking.flush_spool(cfg, spool_dir(cfg, name))  # what an outage kept from the workers
-    if result.error is not None:
+    if error is not None:
         tracking.end_run(cfg, run_id, "FAILED")
-        raise result.error
+        if run_folder.is_full_error(error):
+            raise run_folder.StorageFull(_full_disk_message(error, storage, name)) from error
+        raise error
     local = Path(tempfile.mkdtemp(prefix="vared2-ckpt-"))
     result.checkpoint.to_directory(str(local))
     return {"run_id": run_id, "checkpoint": local, "metrics": result.metrics,
             "storage": f"{storage}/{name}", "config": cfg}
+
+
+def _full_disk_message(error: BaseException, storage: str, name: str) -> str:
+    import re
+
+    from jobs import run_folder
+
+    said = re.search(r"runtime\.storage_path=\S+ is full: [^\n]*? to spare", str(error))
+    what = said.group(0) if said else f"runtime.storage_path={storage} is full (No space left on device)"
+    latest = run_folder.latest_checkpoint(storage, name)
+    kept = (f"its last checkpoint, {latest[0]} (after epoch {latest[1] + 1}), is intact" if latest
+            else "no checkpoint was written")
+    return (f"{what}; the run stopped and {kept}. Free space there (or set runtime.storage_path), "
+            f"then rerun the same command: it resumes from the last checkpoint")
 
 
 @contextlib.contextmanager
@@ -277,60 +323,6 @@ def _noticing_ctrl_c():
         yield noticed
     finally:
         signal.signal = original
-
-
-LOCK = ".vared2-driver.lock"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def acquire_run_lock(storage: str, name: str) -> Path | None:
-    """Refuse a second driver for a run name that a live driver is training: both would write into
-    one MLflow run and one Ray Train folder. The lock (host, pid) sits in the run's storage folder;
-    a lock left by a dead process on this host is taken over. None for remote storage."""
-    import json
-    import socket
-
-    if "://" in storage:
-        return None
-    folder = Path(storage) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = folder / LOCK
-    me = {"host": socket.gethostname(), "pid": os.getpid()}
-    if lock.exists():
-        try:
-            owner = json.loads(lock.read_text())
-        except (OSError, ValueError):
-            owner = {}
-        if owner and owner != me:
-            same_host = owner.get("host") == me["host"]
-            if not same_host or _alive(int(owner.get("pid", -1))):
-                where = f"pid {owner.get('pid')} on {owner.get('host')}"
-                raise ValueError(f"run {name!r} is already being trained ({where}); choose another "
-                                 f"runtime.run_name, or wait for it (if that process is gone, delete {lock})")
-    tmp = lock.with_suffix(".tmp")
-    tmp.write_text(json.dumps(me))
-    tmp.replace(lock)
-    return lock
-
-
-def release_run_lock(lock: Path | None) -> None:
-    if lock is not None:
-        lock.unlink(missing_ok=True)
-
-
-def _resuming(storage: str, name: str) -> bool:
-    """A Ray Train folder of this name holds a run to continue (not only a driver lock)."""
-    folder = Path(storage) / name
-    return "://" not in storage and folder.is_dir() and any(p.name != LOCK for p in folder.iterdir())
 
 
 def main(argv: list[str] | None = None) -> int:
