@@ -60,7 +60,14 @@ def run_preprocess(cfg, *, ray_address: str = "", num_workers: int | None = None
             while queue and len(pending) < workers:
                 task = queue.pop()
                 pending[_run_shard_task.remote(task)] = task
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            try:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+            except KeyboardInterrupt:
+                # On a cluster the tasks would run on; a cancelled one leaves only its `.tmp`
+                # file (shards are renamed into place when whole), which a rerun overwrites.
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                raise
             for ref in ready:
                 pending.pop(ref)
                 stats = ray.get(ref)

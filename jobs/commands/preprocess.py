@@ -86,6 +86,23 @@ def run(args) -> int:
             raise ValueError(f"--workers={args.workers}: must be at least 1")
         cfg = apply_overrides(cfg, {"preprocess.num_workers": args.workers})
     pre = cfg.preprocess
+    try:
+        summary = _preprocess(pre, args, cfg)
+    except KeyboardInterrupt:
+        from pathlib import Path
+
+        kept = len(list(Path(pre.output).glob(f"{pre.split}-[0-9]*.stats.json")))
+        print(f"\ninterrupted; {kept} finished shard(s) of split {pre.split!r} are kept in {pre.output}, "
+              "and the same command resumes: it skips them and writes the rest")
+        return 130  # like a shell's Ctrl+C
+    brief = {k: summary[k] for k in ("split", "num_rows", "num_ok", "status", "num_shards", "bytes",
+                                     "duration_s", "elapsed_s") if k in summary}
+    print(json.dumps(brief, ensure_ascii=False))
+    print(f"shards, manifest and summary in {pre.output}")
+    return 0
+
+
+def _preprocess(pre, args, cfg) -> dict:
     if args.no_ray:
         import time
 
@@ -102,8 +119,4 @@ def run(args) -> int:
 
         summary = run_preprocess(pre, ray_address=args.address or cfg.runtime.ray_address,
                                  show_progress=not args.quiet)
-    brief = {k: summary[k] for k in ("split", "num_rows", "num_ok", "status", "num_shards", "bytes",
-                                     "duration_s", "elapsed_s") if k in summary}
-    print(json.dumps(brief, ensure_ascii=False))
-    print(f"shards, manifest and summary in {pre.output}")
-    return 0
+    return summary

@@ -376,3 +376,61 @@ def test_a_full_disk_while_checkpointing_stops_the_run_keeps_the_last_checkpoint
             assert resumed["metrics"][key] == pytest.approx(reference["metrics"][key], rel=1e-5), key
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ctrl_c_in_preprocess_exits_quickly_keeps_finished_shards_and_the_rerun_completes_them(tmp_path):
+    """SIGINT while Ray shard tasks run: exit 130 within seconds, no Ray process left, and the rerun
+    skips the finished shards and writes the same bytes as an uninterrupted run."""
+    import hashlib
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from preprocessing.demo_data import make_demo_dataset
+
+    # Large enough that sharding takes several seconds on two cores, so the signal lands mid-run.
+    paths = make_demo_dataset(tmp_path / "videos", num_train_per_class=12, num_val_per_class=0,
+                              seed=0, size=160, fps=15.0, seconds=4.0)
+
+    def command(out):
+        return [sys.executable, "-m", "jobs.cli", "preprocess", "--preset", "demo",
+                "--annotations", str(paths["train_csv"]), "--videos", str(paths["videos"]),
+                "--output", str(out), "--split", "train", "--workers", "2",
+                "preprocess.max_shard_samples=2", "preprocess.short_side=160"]
+
+    def digests(out):
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())}
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    clean = subprocess.run(command(tmp_path / "clean"), cwd=repo, capture_output=True, text=True, timeout=300)
+    assert clean.returncode == 0, clean.stdout[-2000:] + clean.stderr[-2000:]
+    out = tmp_path / "interrupted"
+    t0 = time.time() - 1
+    proc = subprocess.Popen(command(out), cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "train-000000.stats.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        output, _ = proc.communicate(timeout=60)
+        waited = time.monotonic() - interrupted
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, output[-3000:]
+    assert "the same command resumes" in output and "Traceback" not in output, output[-3000:]
+    assert waited < 15, f"{waited:.0f} s from Ctrl-C to exit"
+    kept = len(list(out.glob("train-*.stats.json")))
+    total = len(list((tmp_path / "clean").glob("train-*.stats.json")))
+    assert 1 <= kept < total, (kept, total)  # it stopped part-way
+    assert _no_ray_processes_left(t0) == []
+    again = subprocess.run(command(out), cwd=repo, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    summary = __import__("json").loads((out / "train-summary.json").read_text())
+    assert summary["num_ok"] == 48
+    assert digests(out) == digests(tmp_path / "clean")  # byte-identical, nothing half-written left
