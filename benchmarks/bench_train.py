@@ -44,16 +44,14 @@ def plain_loop(cfg) -> list[float]:
 
 
 def ray_loop(cfg, workers: int) -> list[float]:
-    import mlflow.tracking
-
     from jobs import tracking
     from jobs.train import fit
 
     out = fit(apply_overrides(cfg, [f"runtime.num_workers={workers}",
                                     f"runtime.run_name=bench-{workers}w-{time.time():.0f}"]))
-    client = mlflow.tracking.MlflowClient(tracking.tracking_uri(out["config"]))
-    history = client.get_metric_history(out["run_id"], "train/clips_per_s")
-    tracking.end_run(out["config"], out["run_id"])
+    tracker = tracking.Tracker(out["config"].runtime)
+    history = tracker.client.get_metric_history(out["run_id"], "train/clips_per_s")
+    tracker.end_run(out["run_id"])
     return [m.value for m in sorted(history, key=lambda m: m.step)]
 
 

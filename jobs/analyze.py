@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING
 from jobs.models import load_trained
 from pipeline.config import Config
 
-if TYPE_CHECKING:  # torch is imported where it is used, so `vared2 --help` stays fast
+if TYPE_CHECKING:  # torch and MLflow are imported where they are used, so `vared2 --help` stays fast
     import torch
+
+    from jobs.tracking import Tracker
 
 NOTE = "GFLOPs are multiply-accumulates (MACs) of conv and linear layers per clip, as in the paper and fvcore."
 
@@ -32,15 +34,13 @@ def class_names(cfg: Config) -> list[str] | None:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def model_run_id(cfg: Config, source: str) -> str | None:
+def model_run_id(tracker: Tracker, source: str) -> str | None:
     """The MLflow run that produced `source`, when the source names one."""
     if source.startswith("runs:/"):
         return source[len("runs:/"):].split("/", 1)[0]
     if not source.startswith("models:/"):
         return None
-    from jobs import tracking
-
-    client = tracking.client(cfg)
+    client = tracker.client
     ref = source[len("models:/"):].rstrip("/")
     if "@" in ref:
         name, alias = ref.split("@", 1)
@@ -103,11 +103,12 @@ def run_analysis(cfg: Config, model: torch.nn.Module, out_dir: str | Path, *, st
 
 def analyze_source(source: str, overrides=(), *, out: str = "", static: str = "", max_clips: int = 0,
                    redundancy_clips: int = 16, extremes: int = 1, tau: float = 0.85, run_id: str = "",
-                   log_to_mlflow: bool = True) -> dict:
+                   log_to_mlflow: bool = True, tracker: Tracker | None = None) -> dict:
     """`vared2 analyze`: load `source` (checkpoint or MLflow URI), write every analysis to `out`
     (default analysis/<config name>), print the headline numbers and log the files to the model's
-    MLflow run (or `run_id`); returns `run_analysis`'s result."""
-    from jobs import tracking
+    MLflow run (or `run_id`) in `tracker` (default: the loaded config's store); returns
+    `run_analysis`'s result."""
+    from jobs.tracking import Tracker
 
     if max_clips < 0 or redundancy_clips < 1 or extremes < 0:
         raise ValueError("--max-clips >= 0, --redundancy-clips >= 1 and --extremes >= 0 are required")
@@ -131,10 +132,11 @@ def analyze_source(source: str, overrides=(), *, out: str = "", static: str = ""
     for axis, m in result["summary"]["redundancy"].items():
         print(f"redundancy {axis:8s} CC {m['cc']:.3f}  RMSE {m['rmse']:.3f}  RP {m['rp']:.3f}")
     print(f"report: {result['report']}")
-    run_id = run_id or (model_run_id(cfg, source) if log_to_mlflow else None)
+    tracker = tracker or Tracker(cfg.runtime)
+    run_id = run_id or (model_run_id(tracker, source) if log_to_mlflow else None)
     if run_id and log_to_mlflow:
         for path in result["files"]:
-            tracking.log_artifact(cfg, run_id, path, "analysis")
+            tracker.log_artifact(run_id, path, "analysis")
         print(f"logged {len(result['files'])} files to MLflow run {run_id} under analysis/")
     return result
 

@@ -14,8 +14,7 @@ import csv
 import tempfile
 from pathlib import Path
 
-from jobs import tracking
-from pipeline.config import Config
+from jobs.tracking import Tracker
 
 NOTE = "GFLOPs = multiply-accumulates per clip, hard policy"
 
@@ -69,18 +68,18 @@ def write_curve(rows: list[dict], out_dir: Path, **plot_args) -> list[Path]:
     return [png, md, table]
 
 
-def log_curve(cfg: Config, run_id: str, rows: list[dict], **plot_args) -> list[Path]:
+def log_curve(tracker: Tracker, run_id: str, rows: list[dict], **plot_args) -> list[Path]:
     """Write the curve's files and log them (and per-budget metrics) to `run_id`."""
     out = Path(tempfile.mkdtemp(prefix="vared2-budget-"))
     files = write_curve(rows, out, **plot_args)
     for path in files:
-        tracking.log_artifact(cfg, run_id, path, "budget")
+        tracker.log_artifact(run_id, path, "budget")
     metrics = {}
     for r in rows:
         key = f"{r['target']:.2f}"
         metrics.update({f"budget/{key}/gflops_avg": r["gflops_avg"], f"budget/{key}/clip_top1": r["clip_top1"],
                         f"budget/{key}/video_top1": r["video_top1"]})
-    tracking.log_metrics(cfg, run_id, metrics, step=0)
+    tracker.log_metrics(run_id, metrics, step=0)
     return files
 
 

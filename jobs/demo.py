@@ -58,14 +58,13 @@ def prepare_data(cfg: Config, root: str) -> None:
               f"{summary['shards_written']} shards written, {summary['shards_skipped']} reused")
 
 
-def train_and_evaluate(cfg: Config, label: str) -> dict:
-    from jobs.evaluate import finish_run
-    from jobs.train import fit
+def train_stage(cfg: Config, label: str) -> dict:
+    """One trained, evaluated and closed run, as a row of the results table."""
+    from jobs.run import train_and_evaluate
 
-    out = fit(cfg)
-    report = finish_run(out["config"], out["run_id"], out["checkpoint"])
+    out = train_and_evaluate(cfg)
     return {"label": label, "run_id": out["run_id"], "checkpoint": out["checkpoint"],
-            "storage": out["storage"], **report["metrics"]}
+            "storage": out["storage"], **out["report"]["metrics"]}
 
 
 def print_table(rows: list[dict]) -> None:
@@ -98,6 +97,7 @@ def budget_curve(dynamic: dict, static: dict, sweep_out: dict) -> list[dict]:
     from jobs.budget_curve import log_curve
     from jobs.evaluate import budget_table, evaluate_budgets
     from jobs.models import load_trained
+    from jobs.tracking import Tracker
 
     cfg, model = load_trained(str(dynamic["checkpoint"]))
     rows = evaluate_budgets(cfg, model, [(b, False) for b in BUDGETS], log=lambda line: None)
@@ -105,7 +105,7 @@ def budget_curve(dynamic: dict, static: dict, sweep_out: dict) -> list[dict]:
     sweep_rows = list(sweep_out.get("rows", [])) if sweep_out else []
     sweep_rows.append({"test/gflops_avg": dynamic["test/gflops_avg"], "test/clip_top1": dynamic["test/clip_top1"],
                        "lambda_e": cfg.train.lambda_e})  # the main run: the sweep's middle point
-    files = log_curve(cfg, dynamic["run_id"], rows, sweep_rows=sweep_rows,
+    files = log_curve(Tracker(cfg.runtime), dynamic["run_id"], rows, sweep_rows=sweep_rows,
                       static={"gflops_avg": static["test/gflops_avg"], "clip_top1": static["test/clip_top1"]})
     print(f"budget curve: {files[0]} (and MLflow run {dynamic['run_id']}, budget/)")
     return rows
@@ -141,12 +141,12 @@ def run_demo(root: str = "data/demo", overrides=()) -> list[dict]:
     prepare_data(cfg, root)
     step(2, "static R(2+1)D baseline on Ray Train")
     static_cfg = apply_overrides(cfg, [*STATIC_STAGE, f"runtime.run_name=demo-static-{tag}"])
-    static = train_and_evaluate(static_cfg, "static R(2+1)D-18")
+    static = train_stage(static_cfg, "static R(2+1)D-18")
     step(3, f"VA-RED² ({cfg.model.dynamic}, S={cfg.model.search_space}, lambda_e="
           f"{cfg.train.lambda_e}) initialised from the static model")
     dyn_cfg = apply_overrides(cfg, [*DYNAMIC_STAGE, f"train.init_from={static['checkpoint']}",
                                     f"runtime.run_name=demo-vared2-{tag}"])
-    dynamic = train_and_evaluate(dyn_cfg, "VA-RED² R(2+1)D-18")
+    dynamic = train_stage(dyn_cfg, "VA-RED² R(2+1)D-18")
     step(4, "results")
     print_table([static, dynamic])
     analyze(static, dynamic, root)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from jobs import tracking
 from jobs.models import load_trained
+from jobs.tracking import Tracker
 from pipeline.config import Config
 
 
@@ -165,21 +165,22 @@ def budget_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def finish_run(cfg: Config, run_id: str, checkpoint_dir: str | Path) -> dict:
-    """Evaluate the final checkpoint, log metrics + evaluation.json + the model, close the run.
-    A VA-RED² model is first calibrated for the budget knob, and the calibration is written into
-    the checkpoint that is logged, so the registered and served model carry it."""
+def finish_run(cfg: Config, run_id: str, checkpoint_dir: str | Path, *, tracker: Tracker | None = None) -> dict:
+    """Evaluate the final checkpoint and log metrics + evaluation.json + the model to `run_id`
+    (`jobs.run` closes the run). A VA-RED² model is first calibrated for the budget knob, and the
+    calibration is written into the checkpoint that is logged, so the registered and served model
+    carry it."""
     from pipeline.train.checkpoint import update_weights
 
+    tracker = tracker or Tracker(cfg.runtime)
     _, model = load_trained(str(checkpoint_dir))
     if getattr(model, "dynamic", "none") != "none":
         ensure_budget_calibration(cfg, model, log=lambda line: None)
         update_weights(checkpoint_dir, model)
     report = evaluate_model(cfg, model)
-    tracking.log_metrics(cfg, run_id, report["metrics"], step=cfg.train.epochs)
-    tracking.log_json(cfg, run_id, report, "evaluation.json")
-    tracking.log_model(cfg, run_id, checkpoint_dir)
-    tracking.end_run(cfg, run_id)
+    tracker.log_metrics(run_id, report["metrics"], step=cfg.train.epochs)
+    tracker.log_json(run_id, report, "evaluation.json")
+    tracker.log_model(cfg, run_id, checkpoint_dir)
     return report
 
 

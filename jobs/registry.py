@@ -11,11 +11,10 @@ within the user's GFLOPs budget (`tune.gflops_budget`), `static-baseline` = the 
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from pathlib import Path
 
-from jobs import tracking
+from jobs.tracking import Tracker, manifest_hash
 from pipeline.config import Config
 
 CHAMPION = "champion"
@@ -23,18 +22,8 @@ STATIC = "static-baseline"
 METRIC_TAGS = {"gflops_avg": "test/gflops_avg", "gflops_max": "test/gflops_max",
                "gflops_min": "test/gflops_min", "clip_top1": "test/clip_top1",
                "video_top1": "test/video_top1"}
-
-
-def manifest_hash(data_root: str | Path) -> str:
-    """sha256 over the `*-manifest.parquet` files of the shard folder (names and bytes)."""
-    files = sorted(Path(data_root).glob("*-manifest.parquet"))
-    if not files:
-        return "none"
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+BUDGET_NOTE = ("`budget` is a fraction of the static model's GFLOPs (0.6); 1.0 runs the static model exactly, "
+               "0 (the default) the trained policy")
 
 
 def git_commit() -> str:
@@ -46,39 +35,80 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_summary(cfg: Config, run_id: str) -> dict:
-    """lambda_e, S, dynamic mode and the final test metrics of a finished training run."""
-    run = tracking.client(cfg).get_run(run_id)
+def run_summary(tracker: Tracker, run_id: str) -> dict:
+    """lambda_e, S, dynamic mode, shapes and the final test metrics of a finished training run."""
+    run = tracker.client.get_run(run_id)
     p, m = run.data.params, run.data.metrics
     return {"run_id": run_id, "lambda_e": float(p.get("train.lambda_e", "nan")),
             "S": int(p.get("model.search_space", 0)), "dynamic": p.get("model.dynamic", "?"),
+            "backbone": p.get("model.backbone", "?"), "num_classes": p.get("model.num_classes", "K"),
+            "clip_shape": f"(N, 3, {p.get('data.num_frames', 'T')}, {p.get('data.crop_size', 'H')}, "
+                          f"{p.get('data.crop_size', 'W')})",
             "data_root": p.get("data.root", ""),
             **{k: m[v] for k, v in METRIC_TAGS.items() if v in m}}
 
 
-def register_run(cfg: Config, name: str, run_id: str, extra_tags: dict | None = None):
-    """A version of `name` for the model logged by `run_id` (the existing one if already there)."""
-    import mlflow
+def how_to_load(model_uri: str, clip_shape: str, num_classes, *, dynamic: bool = True) -> str:
+    params = ', params={"budget": 0.6}' if dynamic else ""
+    text = (f'Load: `mlflow.pyfunc.load_model("{model_uri}").predict(clips{params})`: clips float32 '
+            f"{clip_shape}, normalised like the loaders' output, to logits (N, {num_classes}).")
+    return f"{text} {BUDGET_NOTE}." if dynamic else text
 
-    c = tracking.client(cfg)
-    existing = c.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+
+def version_description(s: dict, name: str, version: str) -> str:
+    """What a registered version is and how to load it, from its `run_summary`."""
+    dynamic = s["dynamic"] != "none"
+    what = (f"VA-RED² {s['backbone']}, dynamic={s['dynamic']}, S={s['S']}, lambda_e={s['lambda_e']:.6g}"
+            if dynamic else f"Static {s['backbone']} (no dynamic layers: one fixed cost)")
+    if "gflops_avg" in s:
+        what += (f"; {s['gflops_avg']:.4g} GFLOPs avg per clip (max {s.get('gflops_max', float('nan')):.4g}, "
+                 f"min {s.get('gflops_min', float('nan')):.4g}; multiply-accumulates, hard policy)")
+    if "clip_top1" in s:
+        what += f"; clip-1 {s['clip_top1']:.3f}, video-1 {s.get('video_top1', float('nan')):.3f}"
+    return (f"{what}. Trained on {s['data_root']} (MLflow run {s['run_id']}).\n\n"
+            + how_to_load(f"models:/{name}/{version}", s["clip_shape"], s["num_classes"], dynamic=dynamic))
+
+
+def model_description(cfg: Config, name: str) -> str:
+    """The registered model's description: what its versions are, its aliases, how to load one."""
+    shape = f"(N, 3, {cfg.data.num_frames}, {cfg.data.crop_size}, {cfg.data.crop_size})"
+    return "\n\n".join([
+        f"VA-RED² video classifiers ({cfg.model.backbone}) from the sweeps of experiment "
+        f"{cfg.runtime.experiment!r}: the Pareto-front models of accuracy against GFLOPs and the static "
+        "baseline of the same shape, one version each (its description and tags say which).",
+        f"Aliases: `{CHAMPION}`, the most accurate front model within `tune.gflops_budget`; `{STATIC}`, "
+        "the static model.",
+        how_to_load(f"models:/{name}@{CHAMPION}", shape, cfg.model.num_classes)])
+
+
+def register_run(tracker: Tracker, name: str, run_id: str, extra_tags: dict | None = None):
+    """A version of `name` for the model logged by `run_id` (the existing one if already there),
+    described by `version_description`."""
+    existing = tracker.client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
     if existing:
         return max(existing, key=lambda v: int(v.version))
-    s = run_summary(cfg, run_id)
+    s = run_summary(tracker, run_id)
     tags = {"lambda_e": f"{s['lambda_e']:.6g}", "S": str(s["S"]), "dynamic": s["dynamic"],
             **{k: f"{s[k]:.6g}" for k in METRIC_TAGS if k in s},
             "dataset": s["data_root"], "manifest_hash": manifest_hash(s["data_root"]),
             "git_commit": git_commit(), **(extra_tags or {})}
-    return mlflow.register_model(f"runs:/{run_id}/model", name, tags=tags)
+    version = tracker.register_model(run_id, name, tags=tags)
+    return tracker.client.update_model_version(name, version.version,
+                                               description=version_description(s, name, version.version))
 
 
-def register_sweep(cfg: Config, front: list[dict], *, static_run_id: str | None, sweep: str) -> dict:
-    """Register the front (and the static model); set `champion` and `static-baseline`."""
+def register_sweep(cfg: Config, front: list[dict], *, static_run_id: str | None, sweep: str,
+                   tracker: Tracker | None = None) -> dict:
+    """Register the front (and the static model); set `champion` and `static-baseline`; describe
+    the registered model when it has no description yet."""
     from pipeline.train.pareto import best_within_budget
 
     name = cfg.runtime.registered_model
-    c = tracking.client(cfg)
-    versions = [register_run(cfg, name, r["run_id"], {"sweep": sweep, "on_front": "true"}) for r in front]
+    tracker = tracker or Tracker(cfg.runtime)
+    c = tracker.client
+    versions = [register_run(tracker, name, r["run_id"], {"sweep": sweep, "on_front": "true"}) for r in front]
+    if not c.get_registered_model(name).description:
+        c.update_registered_model(name, description=model_description(cfg, name))
     points = [(r[f"test/{cfg.tune.objective}"], r["test/gflops_avg"]) for r in front]
     budget = cfg.tune.gflops_budget or None
     champion = versions[best_within_budget(points, budget)]
@@ -86,7 +116,7 @@ def register_sweep(cfg: Config, front: list[dict], *, static_run_id: str | None,
     out = {"name": name, "versions": [v.version for v in versions], "champion": champion.version,
            "static": None, "budget": budget}
     if static_run_id:
-        static = register_run(cfg, name, static_run_id, {"sweep": sweep})
+        static = register_run(tracker, name, static_run_id, {"sweep": sweep})
         c.set_registered_model_alias(name, STATIC, static.version)
         out["static"] = static.version
     print(f"registered {name} versions {out['versions']}; {CHAMPION} = v{champion.version}"
@@ -104,7 +134,8 @@ def _f(tags: dict, key: str) -> float:
 def compare(cfg: Config, name: str | None = None, *, sweep: str | None = None) -> str:
     """A table of the versions of `name` (default runtime.registered_model), cheapest first, with
     accuracy and GFLOPs relative to the `static-baseline` version; printed and returned."""
-    c = tracking.client(cfg)
+    tracker = Tracker(cfg.runtime)
+    c = tracker.client
     name = name or cfg.runtime.registered_model
     from mlflow.exceptions import MlflowException
 
@@ -112,7 +143,7 @@ def compare(cfg: Config, name: str | None = None, *, sweep: str | None = None) -
         c.get_registered_model(name)
     except MlflowException:
         known = [m.name for m in c.search_registered_models()]
-        raise ValueError(f"no registered model {name!r} in {tracking.tracking_uri(cfg)}; "
+        raise ValueError(f"no registered model {name!r} in {tracker.uri}; "
                          f"registered: {', '.join(known) or 'none'}") from None
     versions = c.search_model_versions(f"name='{name}'")
     if sweep:

@@ -2,8 +2,8 @@
 
 `pareto.png`: accuracy against GFLOPs avg for every trial (ASHA-stopped ones hollow, evaluated
 from their last checkpoint), the front highlighted and joined, the static baseline as a star.
-`trials.csv` / `trials.md`: one row per trial. Written under `{storage}/{sweep}.report/` and
-logged to the parent run under `sweep/`.
+`trials.csv` / `trials.md`: one row per trial. Written under `{storage}/{sweep}.report/`; the sweep
+logs them to its parent run under `sweep/`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from jobs import tracking
 from pipeline.config import Config
 
 COLUMNS = ["trial_id", "status", "on_front", "lambda_e", "S", "test/gflops_avg", "test/gflops_max",
@@ -74,13 +73,10 @@ def plot(rows: list[dict], path: Path, *, objective: str, static: dict | None = 
     return path
 
 
-def write_report(cfg: Config, parent_run_id: str, rows: list[dict], *, static: dict | None,
-                 name: str) -> dict:
+def write_report(cfg: Config, rows: list[dict], *, static: dict | None, name: str) -> dict:
     folder = Path(cfg.runtime.storage_path) / f"{name}.report"
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = write_table(rows, folder)
     png = plot(rows, folder / "pareto.png", objective=cfg.tune.objective, static=static,
                title=f"sweep {name}: {len(rows)} trials")
-    for path in (csv_path, md_path, png):
-        tracking.log_artifact(cfg, parent_run_id, path, "sweep")
     return {"csv": csv_path, "md": md_path, "png": png}

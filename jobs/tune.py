@@ -3,8 +3,8 @@
     vared2 tune --preset demo --param train.lambda_e=loguniform:0.01,10 --param model.search_space=choice:2,3,4
 
 Ray 2.60 pattern: Tune runs `trial` (a small driver function) per trial; it builds the trial's
-config from the base config plus the sampled dotted overrides, calls `fit` with a
-`TuneReportCallback` (so ASHA sees every epoch's validation metrics) under the sweep's MLflow parent
+config from the base config plus the sampled dotted overrides, trains it (`jobs.run`: `fit` with a
+`TuneReportCallback`, so ASHA sees every epoch's validation metrics) under the sweep's MLflow parent
 run, evaluates the final checkpoint and reports the test metrics. A trial's TorchTrainer is named
 `{sweep}-{trial_id}`, so a retried trial (Tune FailureConfig) or a restored sweep (Tuner.restore)
 resumes each unfinished trial from its last checkpoint. After the sweep: ASHA-stopped trials are
@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from jobs import tracking
+from jobs.tracking import Tracker
 from pipeline.config import Config, apply_overrides, from_dict, to_dict
 from pipeline.config.tune import check_spec
 
@@ -68,41 +68,36 @@ def trial(config: dict, base: dict, sweep: dict) -> None:
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from jobs.evaluate import finish_run
-    from jobs.train import fit
+    from jobs.run import train_and_evaluate
 
     overrides = trial_overrides(config)
     trial_id = tune.get_context().get_trial_id()
     cfg = apply_overrides(from_dict(Config, base),
                           {**overrides, "runtime.run_name": f"{sweep['name']}-{trial_id}"})
-    done = finished_run(cfg)
+    done = finished_run(Tracker(cfg.runtime), cfg.runtime.run_name)
     if done is not None:  # finished and evaluated, but the sweep stopped before Tune recorded it
         tune.report({**done.data.metrics, FINAL: 1, "run_id": done.info.run_id})
         return
-    out = fit(cfg, parent_run_id=sweep["parent_run_id"], callbacks=[TuneReportCallback()],
-              tags={"vared2.sweep": sweep["name"], "vared2.trial_id": trial_id,
-                    "vared2.overrides": json.dumps(overrides, sort_keys=True)})
-    log_trial_params(cfg, out["run_id"], overrides)
-    report = finish_run(out["config"], out["run_id"], out["checkpoint"])
-    tune.report({**out["metrics"], **report["metrics"], FINAL: 1, "run_id": out["run_id"]})
+    out = train_and_evaluate(cfg, parent_run_id=sweep["parent_run_id"], callbacks=[TuneReportCallback()],
+                             tags={"vared2.sweep": sweep["name"], "vared2.trial_id": trial_id,
+                                   "vared2.overrides": json.dumps(overrides, sort_keys=True)},
+                             params=trial_params(cfg, overrides))
+    tune.report({**out["metrics"], **out["report"]["metrics"], FINAL: 1, "run_id": out["run_id"]})
 
 
-def finished_run(cfg: Config):
-    """The trial's MLflow run if it already finished with its final evaluation, else None."""
-    run_id = tracking.find_run(cfg, cfg.runtime.run_name)
+def finished_run(tracker: Tracker, run_name: str):
+    """The run of that name if it already finished with its final evaluation, else None."""
+    run_id = tracker.find_run(run_name)
     if run_id is None:
         return None
-    run = tracking.client(cfg).get_run(run_id)
+    run = tracker.client.get_run(run_id)
     return run if run.info.status == "FINISHED" and "test/gflops_avg" in run.data.metrics else None
 
 
-def log_trial_params(cfg: Config, run_id: str, overrides: dict) -> None:
+def trial_params(cfg: Config, overrides: dict) -> dict:
     """lambda_e and S under short names, plus every overridden key (idempotent on a retry)."""
-    from mlflow.entities import Param
-
-    params = {"lambda_e": cfg.train.lambda_e, "S": cfg.model.search_space,
-              **{f"override.{k}": v for k, v in overrides.items()}}
-    tracking.client(cfg).log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return {"lambda_e": cfg.train.lambda_e, "S": cfg.model.search_space,
+            **{f"override.{k}": v for k, v in overrides.items()}}
 
 
 def max_concurrent_trials(cfg: Config) -> int:
@@ -217,12 +212,12 @@ def run_sweep(cfg: Config, spec: dict | None = None, *, name: str = "", resume: 
         check_inputs(cfg)
         state = {"config": to_dict(cfg), "spec": spec, "name": name}
     init_ray(cfg)
+    tracker = Tracker(cfg.runtime)
     if not state.get("parent_run_id"):
         Path(cfg.runtime.storage_path).mkdir(parents=True, exist_ok=True)
-        state["parent_run_id"] = tracking.start_run(
+        state["parent_run_id"] = tracker.start_run(
             cfg, run_name=name, tags={"vared2.sweep": name, "vared2.role": "sweep"})
-        tracking.log_json(cfg, state["parent_run_id"], {k: list(v) for k, v in spec.items()},
-                          "search_space.json")
+        tracker.log_json(state["parent_run_id"], {k: list(v) for k, v in spec.items()}, "search_space.json")
         _save_state(state_path, state)
     parent = state["parent_run_id"]
     sweep = {"name": name, "parent_run_id": parent}
@@ -235,13 +230,13 @@ def run_sweep(cfg: Config, spec: dict | None = None, *, name: str = "", resume: 
         print(f"sweep {name} interrupted with {unfinished} of {len(grid)} trials unfinished; "
               f"continue with: vared2 tune --name {name} --resume (same preset and overrides)")
         return {"name": name, "parent_run_id": parent, "interrupted": True, "unfinished": unfinished}
-    rows = collect_trials(cfg, grid, sweep)
+    rows = collect_trials(cfg, tracker, grid, sweep)
 
     if static_run_id is None and cfg.tune.static_baseline:
-        static_run_id = train_static(cfg, sweep)
+        static_run_id = train_static(cfg, tracker, sweep)
     state["static_run_id"] = static_run_id
     _save_state(state_path, state)
-    return finish_sweep(cfg, sweep, rows, static_run_id=static_run_id, register=register)
+    return finish_sweep(cfg, tracker, sweep, rows, static_run_id=static_run_id, register=register)
 
 
 def unfinished_trials(cfg: Config, spec: dict, name: str) -> int:
@@ -258,19 +253,19 @@ def unfinished_trials(cfg: Config, spec: dict, name: str) -> int:
     return len(pending) + max(0, expected - len(trials))
 
 
-def collect_trials(cfg: Config, grid, sweep: dict) -> list[dict]:
+def collect_trials(cfg: Config, tracker: Tracker, grid, sweep: dict) -> list[dict]:
     """One row per trial, with final test metrics read back from its MLflow run. Trials stopped
     by ASHA are evaluated here from their last checkpoint, so every trial has a final evaluation."""
-    from jobs.evaluate import finish_run
+    from jobs.run import evaluate_and_close
 
-    c = tracking.client(cfg)
+    c = tracker.client
     rows = []
     for result in grid:
         overrides = trial_overrides(result.config or {})
         metrics = dict(result.metrics or {})
         trial_id = metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_")
         run_name = f"{sweep['name']}-{trial_id}"
-        run_id = metrics.get("run_id") or tracking.find_run(cfg, run_name)
+        run_id = metrics.get("run_id") or tracker.find_run(run_name)
         tcfg = apply_overrides(cfg, {**overrides, "runtime.run_name": run_name})
         status = "completed"
         if result.error is not None or run_id is None:
@@ -279,8 +274,8 @@ def collect_trials(cfg: Config, grid, sweep: dict) -> list[dict]:
             status = f"stopped at epoch {int(metrics.get('epoch', 0))}"
             run = c.get_run(run_id)
             if "test/gflops_avg" not in run.data.metrics and metrics.get("checkpoint_path"):
-                c.set_tag(run_id, "vared2.stopped_early", str(int(metrics.get("epoch", 0))))
-                finish_run(tcfg, run_id, _local_checkpoint(metrics["checkpoint_path"]))
+                tracker.set_tag(run_id, "vared2.stopped_early", str(int(metrics.get("epoch", 0))))
+                evaluate_and_close(tcfg, run_id, _local_checkpoint(metrics["checkpoint_path"]), tracker=tracker)
         final = c.get_run(run_id).data.metrics if run_id else {}
         rows.append({"trial_id": trial_id, "run_id": run_id, "status": status,
                      "lambda_e": tcfg.train.lambda_e, "S": tcfg.model.search_space,
@@ -299,24 +294,22 @@ def _local_checkpoint(path: str) -> Path:
     return local
 
 
-def train_static(cfg: Config, sweep: dict) -> str:
+def train_static(cfg: Config, tracker: Tracker, sweep: dict) -> str:
     """The static model of the same shape and schedule, as a child of the sweep (resumable too)."""
-    from jobs.evaluate import finish_run
-    from jobs.train import fit
+    from jobs.run import train_and_evaluate
 
     scfg = apply_overrides(cfg, {"model.dynamic": "none", "runtime.run_name": f"{sweep['name']}-static"})
-    run_id = tracking.find_run(scfg, scfg.runtime.run_name)
-    if run_id and tracking.client(scfg).get_run(run_id).info.status == "FINISHED":
+    run_id = tracker.find_run(scfg.runtime.run_name)
+    if run_id and tracker.client.get_run(run_id).info.status == "FINISHED":
         return run_id
     print(f"sweep {sweep['name']}: training the static baseline")
-    out = fit(scfg, parent_run_id=sweep["parent_run_id"],
-              tags={"vared2.sweep": sweep["name"], "vared2.role": "static-baseline"})
-    finish_run(out["config"], out["run_id"], out["checkpoint"])
+    out = train_and_evaluate(scfg, parent_run_id=sweep["parent_run_id"],
+                             tags={"vared2.sweep": sweep["name"], "vared2.role": "static-baseline"})
     return out["run_id"]
 
 
-def finish_sweep(cfg: Config, sweep: dict, rows: list[dict], *, static_run_id: str | None,
-                 register: bool) -> dict:
+def finish_sweep(cfg: Config, tracker: Tracker, sweep: dict, rows: list[dict], *,
+                 static_run_id: str | None, register: bool) -> dict:
     """Front, report artifacts on the parent run, registry versions and aliases; closes the parent."""
     from jobs import registry, sweep_report
     from pipeline.train.pareto import pareto_front
@@ -326,16 +319,17 @@ def finish_sweep(cfg: Config, sweep: dict, rows: list[dict], *, static_run_id: s
     front = [done[i] for i in pareto_front([(r[acc], r["test/gflops_avg"]) for r in done])]
     for r in rows:
         r["on_front"] = r in front
-    static = registry.run_summary(cfg, static_run_id) if static_run_id else None
-    report = sweep_report.write_report(cfg, sweep["parent_run_id"], rows, static=static,
-                                       name=sweep["name"])
+    static = registry.run_summary(tracker, static_run_id) if static_run_id else None
+    report = sweep_report.write_report(cfg, rows, static=static, name=sweep["name"])
+    for path in report.values():
+        tracker.log_artifact(sweep["parent_run_id"], path, "sweep")
     reg = None
     if register and front:
-        reg = registry.register_sweep(cfg, front, static_run_id=static_run_id, sweep=sweep["name"])
-    tracking.log_metrics(cfg, sweep["parent_run_id"],
-                         {"sweep/trials": len(rows), "sweep/completed": len(done),
-                          "sweep/front_size": len(front)}, step=0)
-    tracking.end_run(cfg, sweep["parent_run_id"], "FINISHED" if done else "FAILED")
+        reg = registry.register_sweep(cfg, front, static_run_id=static_run_id, sweep=sweep["name"],
+                                      tracker=tracker)
+    tracker.log_metrics(sweep["parent_run_id"], {"sweep/trials": len(rows), "sweep/completed": len(done),
+                                                 "sweep/front_size": len(front)}, step=0)
+    tracker.end_run(sweep["parent_run_id"], "FINISHED" if done else "FAILED")
     return {"name": sweep["name"], "parent_run_id": sweep["parent_run_id"], "interrupted": False,
             "rows": rows,
             "front": front, "static_run_id": static_run_id, "report": report, "registry": reg}

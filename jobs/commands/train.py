@@ -22,23 +22,20 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from jobs.cli import config_from_args
 
-    cfg = config_from_args(args)
-    from jobs.evaluate import finish_run
-    from jobs.train import fit
-
+    from jobs.run import train_and_evaluate
     from jobs.train import run_name
 
+    cfg = config_from_args(args)
     try:
-        out = fit(cfg)
-    except KeyboardInterrupt:
+        out = train_and_evaluate(cfg)
+    except KeyboardInterrupt:  # in training or in the final evaluation: the run stays open
         import ray
 
         ray.shutdown()  # a local instance goes with its workers, not left behind
         print(f"\ninterrupted; the same command (runtime.run_name={run_name(cfg)}) resumes from the "
               "last checkpoint")
         return 130  # like a shell's Ctrl+C
-    report = finish_run(out["config"], out["run_id"], out["checkpoint"])
-    for key, value in report["metrics"].items():
+    for key, value in out["report"]["metrics"].items():
         print(f"{key:28s} {value:.4f}")
     print(f"MLflow run {out['run_id']}; checkpoints in {out['storage']}")
     return 0

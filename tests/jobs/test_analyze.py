@@ -8,8 +8,7 @@ import pytest
 import torch
 from matplotlib import image as mpimg
 
-from jobs import tracking
-from jobs.analyze import main, model_run_id
+from jobs.analyze import analyze_source, main, model_run_id
 from jobs.cli import main as cli_main
 from pipeline.config import apply_overrides, get_preset, to_dict
 from pipeline.data import build_loader
@@ -55,19 +54,18 @@ def test_analyze_writes_every_artifact_with_real_images(checkpoint, tmp_path):
     assert 0 < summary["matching_prune_macs_ratio"] <= 1.1
 
 
-def test_analyze_logs_every_file_to_the_run(checkpoint, tmp_path, monkeypatch):
+def test_analyze_logs_every_file_to_the_run(checkpoint, tmp_path):
+    from jobs.tracking import NullTracker
+
     cfg, ckpt = checkpoint
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)  # artifacts land beside the database
-    run_id = tracking.start_run(cfg, run_name="analyze-test")
+    tracker = NullTracker()  # what is logged where; storing it is MLflow's part
+    run_id = tracker.start_run(cfg, run_name="analyze-test")
     out = tmp_path / "analysis"
-    assert main([str(ckpt), "--out", str(out), "--run-id", run_id, "--max-clips", "6",
-                 "--redundancy-clips", "2"]) == 0
-    logged = {f.path for f in tracking.client(cfg).list_artifacts(run_id, "analysis")}
-    assert {f"analysis/{name}" for name in EXPECTED} <= logged
-    assert model_run_id(cfg, f"runs:/{run_id}/model") == run_id
-    assert model_run_id(cfg, str(ckpt)) is None
+    analyze_source(str(ckpt), out=str(out), run_id=run_id, max_clips=6, redundancy_clips=2, tracker=tracker)
+    logged = {(r, f"{folder}/{path.name}") for r, path, folder in tracker.called("log_artifact")}
+    assert {(run_id, f"analysis/{name}") for name in EXPECTED} <= logged
+    assert model_run_id(tracker, f"runs:/{run_id}/model") == run_id
+    assert model_run_id(tracker, str(ckpt)) is None
 
 
 def test_a_bad_override_exits_with_status_2(checkpoint, tmp_path):

@@ -9,7 +9,7 @@ def test_relative_paths_resolve_against_base_dir(tmp_path, monkeypatch):
     from jobs import tracking
     from jobs.train import pin_paths
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # mlflow.set_tracking_uri exports it
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
     cfg = pin_paths(load_config("demo", [f"runtime.base_dir={tmp_path}"]))
     assert cfg.data.root == str(tmp_path / "data/demo/shards")

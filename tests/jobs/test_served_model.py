@@ -9,10 +9,8 @@ from pipeline.config import load_config
 
 
 @pytest.fixture()
-def logged(tmp_path):
-    import mlflow
-
-    from jobs import tracking
+def logged(tmp_path, monkeypatch):
+    from jobs.tracking import Tracker
     from pipeline.config import to_dict
     from pipeline.models import build_model
     from pipeline.models.budget import calibrate_budget
@@ -29,26 +27,26 @@ def logged(tmp_path):
     g = torch.Generator().manual_seed(1)
     calibrate_budget(model, [torch.randn(8, *shape, generator=g) * 2 for _ in range(4)])
     save_checkpoint(tmp_path / "ckpt", model=model, epoch=0, step=0, config=to_dict(cfg))
-    run_id = tracking.start_run(cfg, run_name="served")
-    tracking.log_model(cfg, run_id, tmp_path / "ckpt")
+    tracker = Tracker(cfg.runtime)
+    run_id = tracker.start_run(cfg, run_name="served")
+    tracker.log_model(cfg, run_id, tmp_path / "ckpt")
     clips = torch.randn(4, *shape, generator=g)
-    yield cfg, model, run_id, clips
-    mlflow.set_tracking_uri(None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracker.uri)  # for mlflow.pyfunc.load_model, as a user would
+    return cfg, model, run_id, clips
 
 
 def test_the_model_is_packaged_from_code_and_loads_weights_only(logged, tmp_path):
-    from mlflow.tracking import MlflowClient
-
-    from jobs import tracking
+    from jobs.tracking import Tracker
 
     cfg, model, run_id, clips = logged
-    client = MlflowClient(tracking.tracking_uri(cfg))
+    tracker = Tracker(cfg.runtime)
+    client = tracker.client
     files = {a.path for a in client.list_artifacts(run_id, "model")}
     assert not any(f.endswith(".pkl") for f in files), files  # no cloudpickled python model
     local = client.download_artifacts(run_id, "model", str(tmp_path / "dl"))
     mlmodel = open(f"{local}/MLmodel").read()
     assert "served_model.py" in mlmodel and "model_code_path" in mlmodel
-    _, loaded = tracking.load_model(f"runs:/{run_id}/model")
+    _, loaded = tracker.load_model(f"runs:/{run_id}/model")
     with torch.no_grad():
         assert torch.equal(loaded(clips).logits, model(clips).logits)  # bit-exact round trip
 

@@ -44,20 +44,23 @@ def test_a_run_whose_worker_fails_once_resumes_and_ends_with_the_same_metrics(
 
 
 def test_training_is_tracked_in_mlflow_and_the_logged_model_runs_in_hard_mode(
-        ray_local, debug_shards, tmp_path):
+        ray_local, debug_shards, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from jobs import tracking
-    from jobs.evaluate import finish_run, load_for_eval
-    from jobs.train import fit
+    from jobs.evaluate import load_for_eval
+    from jobs.run import train_and_evaluate
+    from jobs.tracking import manifest_hash, tracking_uri
 
     cfg = debug_config(debug_shards, tmp_path, "tracked")
-    out = fit(cfg)
-    report = finish_run(out["config"], out["run_id"], out["checkpoint"])
-    client = MlflowClient(tracking.tracking_uri(cfg))
+    out = train_and_evaluate(cfg)
+    report = out["report"]
+    client = MlflowClient(tracking_uri(cfg))
     run = client.get_run(out["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["model.backbone"] == "r2plus1d_18"
+    datasets = {t.value: i.dataset for i in run.inputs.dataset_inputs for t in i.tags}
+    assert datasets["training"].digest == manifest_hash(debug_shards, "train") != "none"
+    assert datasets["validation"].digest == manifest_hash(debug_shards, "val") != "none"
     history = client.get_metric_history(out["run_id"], "train/loss")
     assert [m.step for m in history] == [1, 2]  # one value per epoch, from rank 0 only
     for key in ("val/clip_top1", "val/video_top1", "val/gflops_avg", "test/gflops_max",
@@ -67,7 +70,7 @@ def test_training_is_tracked_in_mlflow_and_the_logged_model_runs_in_hard_mode(
     assert {"config.json", "evaluation.json"} <= artifacts
     assert report["metrics"]["test/gflops_max"] >= report["metrics"]["test/gflops_min"]
 
-    _, from_mlflow = load_for_eval(f"runs:/{out['run_id']}/model")
+    _, from_mlflow = load_for_eval(f"runs:/{out['run_id']}/model", [f"runtime.tracking_uri={tracking_uri(cfg)}"])
     _, from_checkpoint = load_for_eval(str(out["checkpoint"]))
     clips = torch.randn(3, 3, cfg.data.num_frames, cfg.data.crop_size, cfg.data.crop_size)
     from_mlflow.eval()
@@ -83,6 +86,7 @@ def test_training_is_tracked_in_mlflow_and_the_logged_model_runs_in_hard_mode(
 
     from pipeline.models.budget import set_budget
 
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(cfg))  # as a user of the served model would
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{out['run_id']}/model")
     assert "budget" in {p.name for p in pyfunc.metadata.get_params_schema().params}
     assert float(from_checkpoint.budget_table[:, 1].abs().sum()) > 0

@@ -34,11 +34,11 @@ def sweep_overrides(shards, tmp):
 
 
 def finished_trial_runs(cfg, sweep):
-    from jobs import tracking
+    from jobs.tracking import Tracker
 
-    c = tracking.client(cfg)
-    runs = c.search_runs([tracking.experiment_id(cfg)],
-                         filter_string=f"tags.`vared2.sweep` = '{sweep}' and attributes.status = 'FINISHED'")
+    tracker = Tracker(cfg.runtime)
+    runs = tracker.client.search_runs([tracker.experiment_id],
+                                      filter_string=f"tags.`vared2.sweep` = '{sweep}' and attributes.status = 'FINISHED'")
     return {r.info.run_id: r.info.end_time for r in runs if "vared2.trial_id" in r.data.tags}
 
 
@@ -105,17 +105,18 @@ def test_restoring_an_interrupted_sweep_completes_only_the_remaining_trials(swee
 
 
 def test_sweep_has_a_parent_run_with_the_front_plot_and_table_and_a_child_run_per_trial(sweep):
-    from jobs import tracking
+    from jobs.tracking import Tracker
 
     cfg, out = sweep["cfg"], sweep["out"]
-    c = tracking.client(cfg)
+    tracker = Tracker(cfg.runtime)
+    c = tracker.client
     parent = c.get_run(out["parent_run_id"])
     assert parent.info.status == "FINISHED"
     artifacts = {a.path for a in c.list_artifacts(out["parent_run_id"], "sweep")}
     assert {"sweep/pareto.png", "sweep/trials.csv", "sweep/trials.md"} <= artifacts
     assert (out["report"]["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n")
     assert parent.data.metrics["sweep/trials"] == len(LAMBDAS)
-    children = c.search_runs([tracking.experiment_id(cfg)],
+    children = c.search_runs([tracker.experiment_id],
                              filter_string=f"tags.mlflow.parentRunId = '{out['parent_run_id']}'")
     trials = [r for r in children if "vared2.trial_id" in r.data.tags]
     assert len(trials) == len(LAMBDAS)
@@ -125,6 +126,8 @@ def test_sweep_has_a_parent_run_with_the_front_plot_and_table_and_a_child_run_pe
         assert r.data.params["S"] == "3" and r.data.params["override.model.search_space"] == "3"
         assert {"test/clip_top1", "test/video_top1", "test/gflops_avg"} <= set(r.data.metrics)
         assert [m.step for m in c.get_metric_history(r.info.run_id, "val/gflops_avg")][0] == 1
+        contexts = {t.value for i in c.get_run(r.info.run_id).inputs.dataset_inputs for t in i.tags}
+        assert contexts == {"training", "validation"}
     assert any(r.data.tags.get("vared2.role") == "static-baseline" for r in children)
     # The front: exactly the completed trials no other trial dominates.
     from pipeline.train.pareto import dominates
@@ -138,12 +141,12 @@ def test_sweep_has_a_parent_run_with_the_front_plot_and_table_and_a_child_run_pe
 
 
 def test_front_models_are_registered_with_tags_and_aliases_and_compared(sweep, capsys):
-    from jobs import tracking
     from jobs.registry import CHAMPION, STATIC, compare
+    from jobs.tracking import Tracker
 
     cfg, out = sweep["cfg"], sweep["out"]
     reg = out["registry"]
-    c = tracking.client(cfg)
+    c = Tracker(cfg.runtime).client
     assert len(reg["versions"]) == len(out["front"]) >= 1
     champion = c.get_model_version_by_alias(reg["name"], CHAMPION)
     static = c.get_model_version_by_alias(reg["name"], STATIC)
@@ -152,6 +155,8 @@ def test_front_models_are_registered_with_tags_and_aliases_and_compared(sweep, c
                 "video_top1", "dataset", "manifest_hash", "git_commit"):
         assert key in champion.tags, key
     assert champion.tags["manifest_hash"] not in ("", "none")
+    assert f"models:/{reg['name']}/{champion.version}" in champion.description
+    assert f"models:/{reg['name']}@{CHAMPION}" in c.get_registered_model(reg["name"]).description
     best = max(float(c.get_model_version(reg["name"], v).tags["clip_top1"]) for v in reg["versions"])
     assert float(champion.tags["clip_top1"]) == best
     table = compare(cfg, reg["name"], sweep="t")
@@ -172,17 +177,18 @@ def test_registry_compare_cli_and_unknown_model_error(sweep, capsys):
 
 
 def test_champion_from_the_registry_predicts_like_the_trained_model_in_hard_mode(sweep):
-    from jobs import tracking
     from jobs.evaluate import load_for_eval
     from jobs.registry import CHAMPION
+    from jobs.tracking import Tracker
 
     cfg, out = sweep["cfg"], sweep["out"]
-    c = tracking.client(cfg)
+    c = Tracker(cfg.runtime).client
     version = c.get_model_version_by_alias(out["registry"]["name"], CHAMPION)
     row = next(r for r in out["rows"] if r["run_id"] == version.run_id)
     folder = sweep["tmp"] / "runs" / f"t-{row['trial_id']}"
     last = sorted(p for p in folder.glob("checkpoint_*") if p.is_dir())[-1]
-    _, registered = load_for_eval(f"models:/{out['registry']['name']}@{CHAMPION}")
+    _, registered = load_for_eval(f"models:/{out['registry']['name']}@{CHAMPION}",
+                                  [f"runtime.tracking_uri={cfg.runtime.tracking_uri}"])
     _, trained = load_for_eval(str(last))
     registered.eval()
     trained.eval()
@@ -213,7 +219,7 @@ def test_a_failed_trial_is_retried_from_its_checkpoint_not_from_scratch(debug_sh
     1 fails the trial; Tune re-runs it and its TorchTrainer resumes at epoch 2."""
     import ray
 
-    from jobs import tracking
+    from jobs.tracking import Tracker
     from jobs.tune import run_sweep
 
     cfg = load_config("debug", [*sweep_overrides(debug_shards, tmp_path), "runtime.max_failures=0",
@@ -227,7 +233,7 @@ def test_a_failed_trial_is_retried_from_its_checkpoint_not_from_scratch(debug_sh
     (row,) = out["rows"]
     assert row["status"] == "completed"
     assert list((tmp_path / "runs").glob(".failed-once-retry-*")), "the failure was not injected"
-    c = tracking.client(cfg)
+    c = Tracker(cfg.runtime).client
     assert c.get_run(row["run_id"]).info.status == "FINISHED"
     # Epoch 1 was trained (and logged) once: the retry started from its checkpoint.
     assert [m.step for m in c.get_metric_history(row["run_id"], "train/loss")] == [1, 2]
