@@ -72,7 +72,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train.torch
     import torch
 
-    from jobs import run_folder, tracking
+    from jobs import run_folder
+    from jobs.tracking import Tracker
     from pipeline.allocator import keep_freed_memory
     from pipeline.data import build_loader
     from pipeline.models import build_model
@@ -87,12 +88,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
     if cfg.runtime.keep_freed_memory:
         keep_freed_memory()
     run_id = loop_config["run_id"]
+    tracker = Tracker(cfg.runtime)  # its client is made by rank 0's first log
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     model = build_model(cfg.model)
-    resume, resume_size = _resume_state(ray.train.get_checkpoint(), loop_config.get("resume_from"))
+    resume, resume_size = _resume_state(ray.train.get_checkpoint(), storage, run_name(cfg))
     if rank == 0 and resume is not None:  # a retry on a full disk fails here, not an epoch later
         run_folder.check_space(storage, resume_size, what="the next checkpoint")
 
@@ -136,8 +138,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     def on_epoch_end(report):
         if rank == 0:
-            tracking.log_metrics(cfg, run_id, report.metrics, step=report.epoch + 1,
-                                 spool=spool_dir(cfg, run_name(cfg)))
+            tracker.log_metrics(run_id, report.metrics, step=report.epoch + 1,
+                                spool=spool_dir(cfg, run_name(cfg)))
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
@@ -157,10 +159,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
                  device=device, rank=rank)
 
 
-def _resume_state(checkpoint, resume_from: str | None) -> tuple[dict | None, int]:
+def _resume_state(checkpoint, storage: str, name: str) -> tuple[dict | None, int]:
     """The state to continue from, and its size on disk: Ray Train's checkpoint of this run, or
-    the newest readable one the driver found in the run's folder when that is newer (Ray's
-    bookkeeping can lag or be lost; see `run_folder.latest_checkpoint`)."""
+    the newest one that reads back whole in the run's folder when that is newer. Ray's bookkeeping
+    can lag a checkpoint already written: a Ctrl-C, or a node lost, between a report and the
+    controller's next poll of every worker. Every rank reads the same folder before training."""
     from jobs import run_folder
     from pipeline.train.checkpoint import load_checkpoint
 
@@ -168,10 +171,9 @@ def _resume_state(checkpoint, resume_from: str | None) -> tuple[dict | None, int
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state, size = load_checkpoint(directory), run_folder.size_of(directory)
-    if resume_from:
-        found = load_checkpoint(resume_from)
-        if state is None or found["epoch"] > state["epoch"]:
-            state, size = found, run_folder.size_of(resume_from)
+    found = run_folder.latest_checkpoint(storage, name)
+    if found is not None and (state is None or found[1] > state["epoch"]):
+        state, size = load_checkpoint(found[0]), run_folder.size_of(found[0])
     return state, size
 
 
@@ -220,34 +222,34 @@ def fit(cfg: Config, *, run_id: str | None = None, parent_run_id: str | None = N
     resuming = run_folder.has_run(storage, name)
     lock = run_folder.acquire_lock(storage, name)  # before Ray starts too: a refusal leaves nothing running
     try:
-        latest = None
-        if resuming:
+        if resuming:  # what a crash or a full disk left unreadable, set aside before Ray reads it
             for note in run_folder.repair(storage, name):
                 print(note)
-            latest = run_folder.latest_checkpoint(storage, name)
         init_ray(cfg)
-        return _fit(cfg, storage, name, resuming, latest, run_id, parent_run_id, callbacks, tags)
+        return _fit(cfg, storage, name, resuming, run_id, parent_run_id, callbacks, tags)
     finally:
         run_folder.release_lock(lock)
 
 
-def _fit(cfg: Config, storage: str, name: str, resuming: bool, latest, run_id, parent_run_id,
-         callbacks, tags) -> dict:
+def _fit(cfg: Config, storage: str, name: str, resuming: bool, run_id, parent_run_id, callbacks,
+         tags) -> dict:
     import ray.train
     import ray.train.torch
 
-    from jobs import run_folder, tracking
+    from jobs import run_folder
+    from jobs.tracking import Tracker
 
+    tracker = Tracker(cfg.runtime)
     if run_id is None:
-        run_id = tracking.find_run(cfg, name) if resuming else None
-        run_id = run_id or tracking.start_run(
+        run_id = tracker.find_run(name) if resuming else None
+        run_id = run_id or tracker.start_run(
             cfg, run_name=name, parent_run_id=parent_run_id,
             tags={"vared2.dynamic": cfg.model.dynamic, **(tags or {})})
-    print(f"MLflow run {run_id} ({tracking.tracking_uri(cfg)}), storage {storage}/{name}")
+        tracker.log_datasets(run_id, cfg.data)  # again on a resume: MLflow keeps one input per split
+    print(f"MLflow run {run_id} ({tracker.uri}), storage {storage}/{name}")
     trainer = ray.train.torch.TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": to_dict(cfg), "run_id": run_id,
-                           "resume_from": str(latest[0]) if latest else None},
+        train_loop_config={"config": to_dict(cfg), "run_id": run_id},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.runtime.num_workers, use_gpu=cfg.runtime.use_gpu,
             resources_per_worker={"CPU": cfg.runtime.cpus_per_worker,
@@ -273,9 +275,9 @@ def _fit(cfg: Config, storage: str, name: str, resuming: bool, latest, run_id, p
             error = err
     if interrupted:  # Ray Train aborted the run on Ctrl-C; its checkpoints stay for a resume
         raise KeyboardInterrupt
-    tracking.flush_spool(cfg, spool_dir(cfg, name))  # what an outage kept from the workers
+    tracker.flush_spool(spool_dir(cfg, name))  # what an outage kept from the workers
     if error is not None:
-        tracking.end_run(cfg, run_id, "FAILED")
+        tracker.end_run(run_id, "FAILED")
         if run_folder.is_full_error(error):
             raise run_folder.StorageFull(_full_disk_message(error, storage, name)) from error
         raise error

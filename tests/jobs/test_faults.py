@@ -155,22 +155,23 @@ def test_a_tracking_server_outage_neither_stops_nor_stalls_logging_and_loses_not
 
     from jobs import tracking
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # restored after: mlflow.set_tracking_uri exports it
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # this test's store, not another's
 
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
     cfg = load_config("debug", [f"runtime.tracking_uri={uri}", f"runtime.storage_path={tmp_path}"])
     server = _start_mlflow_server(tmp_path, port)
     try:
-        run_id = tracking.start_run(cfg, run_name="outage")
-        tracking.log_metrics(cfg, run_id, {"train/loss": 3.0}, step=1, spool=tmp_path)
+        tracker = tracking.Tracker(cfg.runtime)
+        run_id = tracker.start_run(cfg, run_name="outage")
+        tracker.log_metrics(run_id, {"train/loss": 3.0}, step=1, spool=tmp_path)
         _stop(server, port)  # the server goes away mid-run
         started = time.monotonic()
-        tracking.log_metrics(cfg, run_id, {"train/loss": 2.0}, step=2, spool=tmp_path)
+        tracker.log_metrics(run_id, {"train/loss": 2.0}, step=2, spool=tmp_path)
         assert time.monotonic() - started < 10  # no minutes of HTTP retries
         assert (tmp_path / tracking.SPOOL).exists()
         server = _start_mlflow_server(tmp_path, port)  # ... and comes back
-        tracking.log_metrics(cfg, run_id, {"train/loss": 1.0}, step=3, spool=tmp_path)
+        tracker.log_metrics(run_id, {"train/loss": 1.0}, step=3, spool=tmp_path)
         history = MlflowClient(uri).get_metric_history(run_id, "train/loss")
         assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(1, 3.0), (2, 2.0), (3, 1.0)]
         assert not (tmp_path / tracking.SPOOL).exists()
@@ -209,6 +210,7 @@ def _no_ray_processes_left(t0: float, within_s: float = 20) -> list[str]:
 @pytest.mark.ray
 def test_ctrl_c_in_train_exits_quickly_leaves_no_ray_process_and_the_rerun_resumes(debug_shards, tmp_path):
     import os
+    import re
     import signal
     import subprocess
     import sys
@@ -216,7 +218,7 @@ def test_ctrl_c_in_train_exits_quickly_leaves_no_ray_process_and_the_rerun_resum
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     cmd = [sys.executable, "-m", "jobs.cli", "train", "--preset", "debug", f"data.root={debug_shards}",
            f"runtime.storage_path={tmp_path / 'runs'}", f"runtime.tracking_uri=sqlite:///{tmp_path / 'm.db'}",
-           "runtime.num_workers=1", "runtime.run_name=ctrl-c", "train.epochs=3"]
+           "runtime.num_workers=1", "runtime.run_name=ctrl-c", "train.epochs=5"]
     t0 = time.time() - 1
     proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -224,9 +226,9 @@ def test_ctrl_c_in_train_exits_quickly_leaves_no_ray_process_and_the_rerun_resum
     try:
         for line in proc.stdout:  # epoch 2's line: epoch 1's checkpoint has been reported by then
             lines.append(line)
-            if "epoch 2/3" in line:
+            if "epoch 2/5" in line:
                 break
-        assert any("epoch 2/3" in line for line in lines), "".join(lines)[-3000:]
+        assert any("epoch 2/5" in line for line in lines), "".join(lines)[-3000:]
         proc.send_signal(signal.SIGINT)
         interrupted = time.monotonic()
         rest, _ = proc.communicate(timeout=60)
@@ -243,11 +245,13 @@ def test_ctrl_c_in_train_exits_quickly_leaves_no_ray_process_and_the_rerun_resum
     again = subprocess.run(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stdout[-3000:]
-    assert "epoch 3/3" in again.stdout, again.stdout[-3000:]
     # Epoch 1's checkpoint was written before epoch 2's line; the rerun finds it in the run's
-    # folder even when Ray Train's controller had not recorded it yet when the abort came.
-    assert "resuming from epoch" in again.stdout, again.stdout[-3000:]
-    assert "epoch 1/3" not in again.stdout  # a finished epoch is not trained again
+    # folder even when Ray Train's controller had not recorded it yet when the abort came. (The
+    # abort takes a few seconds, in which short epochs may finish: the rerun starts after them.)
+    resumed = re.search(r"resuming from epoch (\d+)", again.stdout)
+    assert resumed and int(resumed.group(1)) >= 1, again.stdout[-3000:]
+    assert "epoch 1/5" not in again.stdout  # a finished epoch is not trained again
+    assert int(resumed.group(1)) == 5 or "epoch 5/5" in again.stdout, again.stdout[-3000:]
     assert _no_ray_processes_left(t0) == []  # and a normal exit leaves none either
 
 
