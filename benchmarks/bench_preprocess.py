@@ -140,7 +140,7 @@ def main() -> int:
 
             from jobs.preprocess import run_preprocess
 
-            ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
+            ray.init(address="local", num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
             try:
                 best, best_cpu = {}, {}

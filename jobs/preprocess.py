@@ -47,7 +47,7 @@ def run_preprocess(cfg, *, ray_address: str = "", num_workers: int | None = None
         if ray_address:
             ray.init(address=ray_address, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+            ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         started_ray = True
     try:

@@ -25,7 +25,9 @@ def init_ray(cfg: Config) -> None:
         return
     # Local, bound to loopback. The dashboard stays on: it serves the state API that Ray Train's
     # placement-group cleaner needs (without it, Tune trials running a TorchTrainer leak groups).
-    # Ray would otherwise bind its services to the machine's LAN address.
+    # Ray would otherwise bind its services to the machine's LAN address. address="local": without
+    # it, ray.init joins the cluster the last `ray start` on this machine recorded in
+    # /tmp/ray/ray_current_cluster, even a stopped one, and then refuses num_cpus.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray.init(num_cpus=os.cpu_count(), dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
+    ray.init(address="local", num_cpus=os.cpu_count(), dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
              log_to_driver=True, configure_logging=False)

@@ -57,7 +57,7 @@ def test_same_output_with_one_and_two_ray_workers(broken_dataset, tmp_path):
 
     serial = tmp_path / "serial"
     preprocess(config_for(broken_dataset, serial))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         for workers in (1, 2):
             out = tmp_path / f"ray{workers}"
