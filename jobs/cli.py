@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
+        if getattr(module, "QUIET", False):
+            p.add_argument("--verbose", action="store_true",
+                           help="show Ray's and MLflow's own messages here too (default: in a log "
+                                "file under logs/, whose path is printed)")
         p.set_defaults(_module=module)
     return parser
 
@@ -80,6 +84,26 @@ def config_from_args(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse_command(parser, list(sys.argv[1:] if argv is None else argv))
+    if not getattr(args._module, "QUIET", False):
+        return _run(args)
+    from jobs import console
+
+    if not console.wanted(args.verbose):
+        return _run(args)
+    path = console.log_path(args.command)
+    print(f"(Ray's and MLflow's own messages: {path}; --verbose shows them here)", flush=True)
+    try:
+        with console.filtered(path):
+            code = _run(args)
+    except BaseException:  # its traceback follows, on the restored console
+        print(f"the full log, with Ray's and MLflow's messages: {path}", file=sys.stderr)
+        raise
+    if code not in (0, 130):
+        print(f"the full log, with Ray's and MLflow's messages: {path}", file=sys.stderr)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args._module.run(args) or 0)
     except ValueError as err:  # user errors: bad preset, key, value or argument

@@ -38,6 +38,9 @@ def pytest_sessionstart(session):
     import uuid
 
     os.environ[SESSION_VAR] = uuid.uuid4().hex
+    import tempfile
+
+    os.environ.setdefault("VARED2_LOG_DIR", tempfile.mkdtemp(prefix="vared2-test-logs-"))  # not logs/ here
 
 
 def _ours_alive() -> list[str]:

@@ -7,6 +7,7 @@ distribution, feature redundancy and a Markdown report, logged to the model's ML
 
 from __future__ import annotations
 
+QUIET = True  # Ray's and MLflow's messages go to a log file (jobs/console.py)
 HELP = "policy maps, cheapest/costliest clips, cost distribution, redundancy (CC/RMSE/RP), report"
 
 

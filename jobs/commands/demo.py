@@ -13,6 +13,7 @@ Everything is tracked in the local MLflow store sqlite:///mlruns.db. Re-running 
 
 from __future__ import annotations
 
+QUIET = True  # Ray's and MLflow's messages go to a log file (jobs/console.py)
 HELP = "run the end-to-end demo (data -> shards -> static + VA-RED² training -> table)"
 
 

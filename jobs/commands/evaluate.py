@@ -10,6 +10,7 @@ clips/s against the static model of the same shape timed in the same run.
 
 from __future__ import annotations
 
+QUIET = True  # Ray's and MLflow's messages go to a log file (jobs/console.py)
 HELP = "evaluate a checkpoint or models:/NAME@ALIAS (clip-1, video-1/5, GFLOPs, speed)"
 
 

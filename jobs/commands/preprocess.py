@@ -36,6 +36,7 @@ container stored under the `mp4` field, whatever the codec.
 
 from __future__ import annotations
 
+QUIET = True  # Ray's and MLflow's messages go to a log file (jobs/console.py)
 HELP = "videos + annotations -> WebDataset shards, manifest and summary (Ray or in-process)"
 
 # flag -> preprocess.<field>; a flag that is given becomes a strict dotted override.

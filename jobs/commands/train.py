@@ -10,6 +10,7 @@ re-running with the same runtime.run_name resumes from the last checkpoint.
 
 from __future__ import annotations
 
+QUIET = True  # Ray's and MLflow's messages go to a log file (jobs/console.py)
 HELP = "train (static or VA-RED²) on Ray Train, tracked in MLflow"
 
 

@@ -14,6 +14,7 @@ Sweep settings are config keys too: tune.num_samples, tune.scheduler (asha|none)
 
 from __future__ import annotations
 
+QUIET = True  # Ray's and MLflow's messages go to a log file (jobs/console.py)
 HELP = "Ray Tune sweep over lambda_e / S / any key; Pareto front in MLflow; registry"
 
 

@@ -103,12 +103,20 @@ def cluster(tmp_path):
     state = Path(f"/tmp/v2nl-{os.getpid()}")  # short: Ray's Unix sockets live below it
     state.mkdir(exist_ok=True)
     c = Cluster(state)
+    # `ray start --head` records its address for later `ray.init()`s of this machine: put back
+    # what was there, so no later test joins this cluster once it is gone.
+    recorded = Path("/tmp/ray/ray_current_cluster")
+    before = recorded.read_bytes() if recorded.exists() else None
     try:
         c.start_head()
         c.add_node()
         yield c
     finally:
         c.stop()
+        if before is None:
+            recorded.unlink(missing_ok=True)
+        else:
+            recorded.write_bytes(before)
         import shutil
 
         shutil.rmtree(state, ignore_errors=True)
