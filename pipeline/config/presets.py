@@ -92,7 +92,7 @@ def demo() -> Config:
                         jitter_short_side_min=64, jitter_short_side_max=72, eval_short_side=64,
                         eval_clips=3, batch_size=4, eval_batch_size=8, num_workers=0, prefetch=2),
         train=TrainConfig(epochs=6, optimizer="adamw", lr=1e-3, weight_decay=1e-4, lambda_e=4.0,
-                          lambda_e_warmup_epochs=1, gate_lr_mult=10.0, log_every=10, eval_every=3),
+                          lambda_e_warmup_epochs=1, gate_lr_mult=10.0, log_every=0, eval_every=3),
         runtime=RuntimeConfig(num_workers=2, storage_path="runs", experiment="vared2-demo",
                               registered_model="vared2-demo"),
         preprocess=PreprocessConfig(format="kinetics", output="data/demo/shards", short_side=64,

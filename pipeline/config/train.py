@@ -49,7 +49,7 @@ class TrainConfig(Section):
     amp: bool = True  # mixed precision, used only on GPU
     sync_bn: bool = False
     grad_clip: float = 0.0  # 0 = off
-    log_every: int = 20  # steps between progress lines
+    log_every: int = 20  # steps between progress lines; 0 = only the epoch's line
     eval_every: int = 1  # epochs between validations (the last epoch is always validated)
     seed: int = 0
 
@@ -66,5 +66,5 @@ class TrainConfig(Section):
         self._require(self.lambda_e_warmup_epochs >= 0, "lambda_e_warmup_epochs", "must be 0 or more")
         self._require(self.weight_decay >= 0, "weight_decay", "must be 0 or more")
         self._require(self.grad_clip >= 0, "grad_clip", "must be 0 (off) or positive")
-        self._require(self.log_every >= 1, "log_every", "must be at least 1")
+        self._require(self.log_every >= 0, "log_every", "must be 0 (no step lines) or more")
         self._require(self.eval_every >= 1, "eval_every", "must be at least 1")

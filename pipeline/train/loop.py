@@ -108,7 +108,7 @@ def train_epochs(cfg: Config, *, model: nn.Module,
                                 scheduler=scheduler, autocast_dtype=dtype, grad_clip=tcfg.grad_clip)
             meter.add(result)
             step += 1
-            if rank == 0 and (i + 1) % tcfg.log_every == 0:
+            if rank == 0 and tcfg.log_every and (i + 1) % tcfg.log_every == 0:
                 log(f"  epoch {epoch + 1} step {i + 1}/{steps_per_epoch} loss {result.loss:.4f} "
                     f"(eff {result.loss_eff:.4f}) lambda_e {lam:.3f}")
         if shifting:
