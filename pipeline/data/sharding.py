@@ -53,19 +53,45 @@ def _read_idx(idx: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
 
 
 def _scan_tar(path: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
+    """The samples of a shard without `.idx`, by one scan of its tar headers. A tar cut short
+    (a copy or an upload that stopped) keeps its whole samples: the cut one and what followed it
+    are skipped with a warning that says how many (from the shard's `.stats.json`, when present)."""
     samples: list[tuple[str, dict[str, tuple[int, int]]]] = []
+    size = path.stat().st_size
+    cut = None
     try:
         with tarfile.open(path, "r:") as tar:
             for member in tar:
                 if not member.isreg() or "." not in member.name:
                     continue
                 key, ext = member.name.split(".", 1)
+                if member.offset_data + member.size > size:
+                    cut = f"member {member.name} ends past the end of the file"
+                    if samples and samples[-1][0] == key:
+                        samples.pop()  # the cut sample is not whole
+                    break
                 if not samples or samples[-1][0] != key:
                     samples.append((key, {}))
                 samples[-1][1][ext] = (member.offset_data, member.size)
     except tarfile.TarError as err:
-        raise ValueError(f"{path}: the shard has no .idx and its tar cannot be read ({err}); "
-                         f"`vared2 verify {path.parent}` lists what is damaged") from err
+        if not samples:
+            raise ValueError(f"{path}: the shard has no .idx and its tar cannot be read ({err}); "
+                             f"`vared2 verify {path.parent}` lists what is damaged") from err
+        cut = str(err)
+        if set(samples[-1][1]) != set(samples[0][1]):
+            samples.pop()  # the cut fell inside the last sample: not all its members were read
+    if cut is not None:
+        import json
+        import warnings
+
+        stats = path.with_name(path.name[:-len(".tar")] + ".stats.json")
+        try:
+            expected = f" of {json.loads(stats.read_text())['num_samples']}"
+        except (OSError, ValueError, KeyError):
+            expected = ""
+        warnings.warn(f"{path}: the tar is cut short ({cut}); its {len(samples)}{expected} whole "
+                      f"samples are read and the rest skipped; `vared2 verify {path.parent}` lists "
+                      "what is damaged", stacklevel=2)
     return samples
 
 

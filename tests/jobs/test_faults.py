@@ -300,7 +300,20 @@ def test_verify_lists_flipped_bits_truncated_shards_and_missing_or_stale_indices
     assert code == 1 and "train-000000.tar: truncated" in out and "val-000000.tar: missing .idx" in out
     from pipeline.data.sharding import index_split
 
-    (cut / "train-000000.idx").unlink()  # a loader must scan the cut tar itself: a clear error
+    whole = index_split(str(debug_shards), "train")
+    (cut / "train-000000.idx").unlink()  # a loader must scan the cut tar itself: its whole samples
+    with pytest.warns(UserWarning, match=rf"train-000000.tar: the tar is cut short .* its \d+ of {len(whole)} "
+                                         r"whole samples are read and the rest skipped; `vared2 verify"):
+        kept = index_split(str(cut), "train")
+    assert 0 < len(kept) < len(whole)
+    assert [(r.key, r.fields) for r in kept] == [(r.key, r.fields) for r in whole[:len(kept)]]
+    from pipeline.config import apply_overrides
+    from pipeline.data import build_loader
+
+    cfg = apply_overrides(load_config("debug", []), [f"data.root={cut}"])
+    batches = list(build_loader(cfg.data, split="train", train=False))  # an epoch over what is left
+    assert sorted({k for b in batches for k, ok in zip(b.keys, b.valid) if ok}) == sorted(r.key for r in kept)
+    (cut / "train-000000.tar").write_bytes(b"")  # nothing left at all: a clear error
     with pytest.raises(ValueError, match=r"train-000000.tar: the shard has no .idx .*vared2 verify"):
         index_split(str(cut), "train")
 
