@@ -77,7 +77,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from pipeline.allocator import keep_freed_memory
     from pipeline.data import build_loader
     from pipeline.models import build_model
-    from pipeline.train.checkpoint import save_checkpoint, unwrap
+    from pipeline.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
     from pipeline.train.evaluate import evaluate
     from pipeline.train.loop import train_epochs
     from pipeline.train.start import start_from_static

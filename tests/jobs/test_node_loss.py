@@ -178,3 +178,55 @@ def test_a_node_lost_mid_training_is_replaced_and_the_run_ends_as_an_uninterrupt
     result = _result(lines)
     for key in ("train/loss", "val/clip_top1", "step", "epoch"):
         assert result[key] == pytest.approx(reference[key], rel=1e-5), key
+
+
+def _sweep(cluster, shards, tmp_path, name):
+    overrides = [f"data.root={shards}", f"runtime.storage_path={tmp_path / 'runs'}",
+                 f"runtime.tracking_uri=sqlite:///{tmp_path / 'm.db'}", f"runtime.ray_address={cluster.address}",
+                 "runtime.num_workers=2", "runtime.max_failures=3", "train.epochs=4",
+                 "train.lambda_e_warmup_epochs=0", "tune.num_samples=1", "tune.scheduler=none"]
+    cmd = [sys.executable, "-m", "jobs.cli", "tune", "--preset", "debug", "--name", name,
+           "--param", "train.lambda_e=grid:1.0", "--param", "model.search_space=2", *overrides]
+    return subprocess.Popen(cmd, cwd=REPO, env=cluster.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _trial_metrics(tmp_path, sweep):
+    from jobs.tracking import Tracker
+    from pipeline.config import load_config
+
+    tracker = Tracker(load_config("debug", [f"runtime.tracking_uri=sqlite:///{tmp_path / 'm.db'}"]).runtime)
+    [run] = [r for r in tracker.client.search_runs([tracker.experiment_id],
+                                                   filter_string=f"tags.`vared2.sweep` = '{sweep}'")
+             if "vared2.trial_id" in r.data.tags]
+    assert run.info.status == "FINISHED"
+    return {k: run.data.metrics[k] for k in ("train/loss", "val/clip_top1", "test/clip_top1")}
+
+
+def test_a_tune_trial_whose_node_is_lost_finishes_as_an_uninterrupted_one(cluster, debug_shards, tmp_path):
+    """The same on `vared2 tune`: a one-trial sweep whose TorchTrainer has a worker on the second
+    node (the trial's own driver actor may be there too); the trial recovers and the sweep ends."""
+    clean = _sweep(cluster, debug_shards, tmp_path, "whole")
+    out, _ = clean.communicate(timeout=900)
+    assert clean.returncode == 0, out[-4000:]
+    reference = _trial_metrics(tmp_path, "whole")
+
+    proc = _sweep(cluster, debug_shards, tmp_path, "node-lost")
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "epoch 2/4" in line:
+                break
+        assert any("epoch 2/4" in line for line in lines), "".join(lines)[-4000:]
+        cluster.raylet_of(cluster.nodes[1]).send_signal(signal.SIGKILL)
+        cluster.add_node()
+        rest, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = "".join(lines) + rest
+    assert proc.returncode == 0, output[-4000:]
+    assert "resuming from epoch" in output, "".join(l for l in lines if "epoch" in l)[-4000:]
+    assert _trial_metrics(tmp_path, "node-lost") == pytest.approx(reference, rel=1e-5)

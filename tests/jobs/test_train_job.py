@@ -124,3 +124,20 @@ def test_a_dynamic_run_from_a_static_model_of_the_other_padding_fails_on_the_dri
             check_inputs(cfg)
     else:
         check_inputs(cfg)
+
+
+def test_a_dynamic_run_starts_from_a_static_checkpoint_on_the_workers(ray_local, debug_shards, tmp_path):
+    """train.init_from through Ray: the workers load the static weights and calibrate the cheap ops
+    (the demo's stage 3)."""
+    from jobs.train import fit
+    from pipeline.config import to_dict
+    from pipeline.models import build_model
+    from pipeline.train.checkpoint import save_checkpoint
+
+    static_cfg = debug_config(debug_shards, tmp_path, "static", "model.dynamic=none")
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "static", model=build_model(static_cfg.model), epoch=0, step=0,
+                    config=to_dict(static_cfg))
+    out = fit(debug_config(debug_shards, tmp_path, "from-static", f"train.init_from={tmp_path / 'static'}",
+                           "runtime.num_workers=1", "train.epochs=1"))
+    assert out["metrics"]["epoch"] == 1 and out["metrics"]["val/gflops_avg"] > 0
