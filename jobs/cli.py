@@ -95,12 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with console.filtered(path):
             code = _run(args)
+            _stop_ray()  # its log monitor's last lines, still through the filter
     except BaseException:  # its traceback follows, on the restored console
         print(f"the full log, with Ray's and MLflow's messages: {path}", file=sys.stderr)
         raise
     if code not in (0, 130):
         print(f"the full log, with Ray's and MLflow's messages: {path}", file=sys.stderr)
     return code
+
+
+def _stop_ray() -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 def _run(args: argparse.Namespace) -> int:

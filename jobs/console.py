@@ -33,7 +33,14 @@ NOISE = tuple(re.compile(p) for p in (
     rb"INFO (usage_lib|scripts)\.py",
     rb"has constructor arguments in the object store and max_restarts",
     rb"Monitor thread did not exit",
-    rb"^\s*$",  # blank lines the log monitor leaves between others' tracebacks
+    # Tune's own progress: the status block it prints every 30 s, its boxes and trial lines (ours
+    # are the trials' epoch lines and the sweep's result tables).
+    rb"^(Trial status:|Current time:|Logical resource usage:|View detailed results here|"
+    rb"To visualize your results with TensorBoard|Trial \S+ (started with configuration|completed after))",
+    "^[\u2502\u251c\u256d\u2570]".encode(),  # box-drawing lines of Tune's tables
+    # MLflow's registry messages (our registry table follows them).
+    rb"^(Successfully registered model|Created version '|Registered model '.*' already exists)",
+    rb"WARNING mlflow\.",
 ))
 PAUSE_S = 0.2  # a partial line (no \n or \r yet) is passed on after this long without more data
 

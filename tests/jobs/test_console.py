@@ -58,3 +58,15 @@ def test_ray_lines_of_ours_are_not_taken_for_chatter():
     assert not console.is_noise(b"\x1b[36m(RayTrainWorker pid=1)\x1b[0m epoch 1/16 loss 1.3599 top1 0.312\n")
     assert not console.is_noise(b"vared2 train: error: runtime.storage_path=/x is full\n")
     assert console.is_noise(b"\x1b[36m(TrainController pid=2)\x1b[0m Traceback (most recent call last):\n")
+
+
+def test_tunes_status_blocks_and_mlflows_registry_lines_are_chatter():
+    from jobs import console
+
+    for line in ("Trial status: 2 RUNNING\n", "Current time: 2026-12-02 03:52:29. Total running time: 30s\n",
+                 "Logical resource usage: 0/2 CPUs, 0/0 GPUs\n", "\u2502 Trial name  status \u2502\n",
+                 "Successfully registered model 'vared2-demo'.\n",
+                 "2026/12/02 03:56:28 WARNING mlflow.tracking._model_registry.fluent: Run with id x\n"):
+        assert console.is_noise(line.encode()), line
+    for line in ("registered vared2-demo versions [1]; champion = v1\n", "    1.00 -> 0.3926  0.790\n", "\n"):
+        assert not console.is_noise(line.encode()), line
