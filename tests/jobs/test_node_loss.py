@@ -49,30 +49,32 @@ class Cluster:
     def start_head(self) -> None:
         self._start("--head", f"--port={self.port}", "--dashboard-host=127.0.0.1",
                     f"--dashboard-port={_free_port()}", f"--temp-dir={self.state / 'tmp'}")
-        self.wait_for_nodes(1)
+        self._wait_for_new_node(set())
 
     def add_node(self) -> subprocess.Popen:
-        alive = self.alive_nodes()
+        before = self.alive_node_ids()
         proc = self._start(f"--address={self.address}")
-        self.wait_for_nodes(alive + 1)
+        self._wait_for_new_node(before)
         return proc
 
-    def alive_nodes(self) -> int:
+    def alive_node_ids(self) -> set[str]:
         out = subprocess.run([RAY, "list", "nodes", f"--address={self.address}", "--format=json",
                               "--filter", "state=ALIVE"], env=self.env, capture_output=True, text=True,
                              timeout=60)
         try:
-            return len(json.loads(out.stdout))
-        except ValueError:
-            return 0
+            return {node["node_id"] for node in json.loads(out.stdout)}
+        except (ValueError, KeyError, TypeError):
+            return set()
 
-    def wait_for_nodes(self, count: int, timeout: float = 120) -> None:
+    def _wait_for_new_node(self, before: set[str], timeout: float = 120) -> None:
+        """Until a node that was not alive before is (a lost node may still count as alive for a
+        while, so counting nodes would not tell)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.alive_nodes() >= count:
+            if self.alive_node_ids() - before:
                 return
             time.sleep(1)
-        raise AssertionError(f"the cluster did not reach {count} nodes; logs in {self.state}")
+        raise AssertionError(f"no new node joined the cluster; logs in {self.state}")
 
     @staticmethod
     def raylet_of(node: subprocess.Popen):
