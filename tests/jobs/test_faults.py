@@ -180,29 +180,44 @@ def test_a_tracking_server_outage_neither_stops_nor_stalls_logging_and_loses_not
         _stop(server, port)
 
 
-def _ray_processes_since(t0: float) -> list[str]:
-    """Ray processes (raylet, GCS, workers, dashboard, ...) started at or after `t0` still alive."""
+def _tagged_env() -> tuple[dict, str]:
+    """An environment for a command under test, tagged so that its processes (and only its, not a
+    concurrent session's Ray) can be found afterwards by `_ray_processes_left`."""
     import os
+    import uuid
 
+    tag = uuid.uuid4().hex
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "VARED2_TEST_COMMAND": tag}, tag
+
+
+def _ray_processes(tag: str) -> list[str]:
+    """Ray processes (raylet, GCS, workers, dashboard, ...) started by the tagged command, alive."""
     import psutil
 
     found = []
-    for proc in psutil.process_iter(["pid", "create_time", "cmdline", "status"]):
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
         info = proc.info
         cmd = " ".join(info["cmdline"] or [])
-        if info["pid"] == os.getpid() or info["create_time"] < t0 or info["status"] == psutil.STATUS_ZOMBIE:
+        if info["status"] == psutil.STATUS_ZOMBIE:
             continue
-        if "ray::" in cmd or "/ray/" in cmd or "raylet" in cmd or "gcs_server" in cmd:
-            found.append(f"{info['pid']}: {cmd[:120]}")
+        if not ("ray::" in cmd or "/ray/" in cmd or "raylet" in cmd or "gcs_server" in cmd):
+            continue
+        try:
+            with open(f"/proc/{info['pid']}/environ", "rb") as f:
+                if f"VARED2_TEST_COMMAND={tag}".encode() not in f.read().split(b"\0"):
+                    continue
+        except OSError:
+            continue
+        found.append(f"{info['pid']}: {cmd[:120]}")
     return found
 
 
-def _no_ray_processes_left(t0: float, within_s: float = 20) -> list[str]:
+def _ray_processes_left(tag: str, within_s: float = 20) -> list[str]:
     deadline = time.monotonic() + within_s
-    left = _ray_processes_since(t0)
+    left = _ray_processes(tag)
     while left and time.monotonic() < deadline:
         time.sleep(1)
-        left = _ray_processes_since(t0)
+        left = _ray_processes(tag)
     return left
 
 
@@ -219,9 +234,9 @@ def test_ctrl_c_in_train_exits_quickly_leaves_no_ray_process_and_the_rerun_resum
     cmd = [sys.executable, "-m", "jobs.cli", "train", "--preset", "debug", f"data.root={debug_shards}",
            f"runtime.storage_path={tmp_path / 'runs'}", f"runtime.tracking_uri=sqlite:///{tmp_path / 'm.db'}",
            "runtime.num_workers=1", "runtime.run_name=ctrl-c", "train.epochs=5"]
-    t0 = time.time() - 1
+    env, tag = _tagged_env()
     proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env=env)
     lines = []
     try:
         for line in proc.stdout:  # epoch 2's line: epoch 1's checkpoint has been reported by then
@@ -241,9 +256,9 @@ def test_ctrl_c_in_train_exits_quickly_leaves_no_ray_process_and_the_rerun_resum
     assert proc.returncode == 130, output[-3000:]
     assert "resumes from the last checkpoint" in output
     assert waited < 30, f"{waited:.0f} s from Ctrl-C to exit"
-    assert _no_ray_processes_left(t0) == []
+    assert _ray_processes_left(tag) == []
     again = subprocess.run(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=600)
+                           timeout=600, env=env)
     assert again.returncode == 0, again.stdout[-3000:]
     # Epoch 1's checkpoint was written before epoch 2's line; the rerun finds it in the run's
     # folder even when Ray Train's controller had not recorded it yet when the abort came. (The
@@ -252,7 +267,7 @@ def test_ctrl_c_in_train_exits_quickly_leaves_no_ray_process_and_the_rerun_resum
     assert resumed and int(resumed.group(1)) >= 1, again.stdout[-3000:]
     assert "epoch 1/5" not in again.stdout  # a finished epoch is not trained again
     assert int(resumed.group(1)) == 5 or "epoch 5/5" in again.stdout, again.stdout[-3000:]
-    assert _no_ray_processes_left(t0) == []  # and a normal exit leaves none either
+    assert _ray_processes_left(tag) == []  # and a normal exit leaves none either
 
 
 def _copy(shards, out):
@@ -425,8 +440,9 @@ def test_ctrl_c_in_preprocess_exits_quickly_keeps_finished_shards_and_the_rerun_
     clean = subprocess.run(command(tmp_path / "clean"), cwd=repo, capture_output=True, text=True, timeout=300)
     assert clean.returncode == 0, clean.stdout[-2000:] + clean.stderr[-2000:]
     out = tmp_path / "interrupted"
-    t0 = time.time() - 1
-    proc = subprocess.Popen(command(out), cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env, tag = _tagged_env()
+    proc = subprocess.Popen(command(out), cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
     try:
         deadline = time.monotonic() + 120
         while not (out / "train-000000.stats.json").exists() and time.monotonic() < deadline:
@@ -445,7 +461,7 @@ def test_ctrl_c_in_preprocess_exits_quickly_keeps_finished_shards_and_the_rerun_
     kept = len(list(out.glob("train-*.stats.json")))
     total = len(list((tmp_path / "clean").glob("train-*.stats.json")))
     assert 1 <= kept < total, (kept, total)  # it stopped part-way
-    assert _no_ray_processes_left(t0) == []
+    assert _ray_processes_left(tag) == []
     again = subprocess.run(command(out), cwd=repo, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     summary = __import__("json").loads((out / "train-summary.json").read_text())
