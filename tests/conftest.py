@@ -50,9 +50,12 @@ def _ours_alive() -> list[str]:
 
     tag = f"{SESSION_VAR}={os.environ.get(SESSION_VAR)}"
     found = []
-    for proc in psutil.process_iter(["pid", "status", "cmdline"]):
+    for proc in psutil.process_iter(["pid", "ppid", "status", "cmdline"]):
         if proc.info["pid"] == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
+        if proc.info["ppid"] == os.getpid() and "multiprocessing.resource_tracker" in " ".join(
+                proc.info["cmdline"] or []):
+            continue  # this process's own helper: it exits when this process does
         try:
             with open(f"/proc/{proc.info['pid']}/environ", "rb") as f:
                 if tag.encode() not in f.read().split(b"\0"):
