@@ -63,10 +63,13 @@ def run_preprocess(cfg, *, ray_address: str = "", num_workers: int | None = None
             try:
                 ready, _ = ray.wait(list(pending), num_returns=1)
             except KeyboardInterrupt:
-                # On a cluster the tasks would run on; a cancelled one leaves only its `.tmp`
-                # file (shards are renamed into place when whole), which a rerun overwrites.
-                for ref in pending:
-                    ray.cancel(ref, force=True)
+                # A local instance goes, with its tasks, at ray.shutdown below; on a cluster the
+                # tasks would run on, so they are cancelled. Not force-cancelled: racing a task's
+                # completion, that crashed the driver in Ray's core (task_manager.cc check). A
+                # cancelled task leaves only its `.tmp` file, which a rerun overwrites.
+                if not started_ray:
+                    for ref in pending:
+                        ray.cancel(ref)
                 raise
             for ref in ready:
                 pending.pop(ref)
