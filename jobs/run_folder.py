@@ -83,14 +83,19 @@ def has_run(storage: str, name: str) -> bool:
     return not is_remote(storage) and run.is_dir() and any(p.name != LOCK for p in run.iterdir())
 
 
-def _epoch(directory: Path) -> int | None:
-    """The epoch a checkpoint folder holds, or None when it cannot be read back whole."""
+def _state(directory: Path) -> dict | None:
+    """The state a checkpoint folder holds, or None when it cannot be read back whole."""
     from pipeline.train.checkpoint import load_checkpoint
 
     try:
-        return int(load_checkpoint(directory)["epoch"])
+        return load_checkpoint(directory)
     except (ValueError, OSError):
         return None
+
+
+def _epoch(directory: Path) -> int | None:
+    state = _state(directory)
+    return None if state is None else int(state["epoch"])
 
 
 def checkpoints(storage: str, name: str) -> list[Path]:
@@ -101,15 +106,22 @@ def checkpoints(storage: str, name: str) -> list[Path]:
     return sorted(p for p in run.iterdir() if p.is_dir() and p.name.startswith("checkpoint_"))
 
 
-def latest_checkpoint(storage: str, name: str) -> tuple[Path, int] | None:
-    """The newest checkpoint that reads back whole, and its epoch. This does not depend on Ray
-    Train's bookkeeping, which can lag a checkpoint already written (a Ctrl-C between the upload
-    and the controller's next poll) or be lost (a full disk cut its snapshot short)."""
+def latest_state(storage: str, name: str) -> tuple[Path, dict] | None:
+    """The newest checkpoint that reads back whole, and the state it holds (read once). This does
+    not depend on Ray Train's bookkeeping, which can lag a checkpoint already written (a Ctrl-C
+    between the upload and the controller's next poll) or be lost (a full disk cut its snapshot
+    short)."""
     for directory in reversed(checkpoints(storage, name)):
-        epoch = _epoch(directory)
-        if epoch is not None:
-            return directory, epoch
+        state = _state(directory)
+        if state is not None:
+            return directory, state
     return None
+
+
+def latest_checkpoint(storage: str, name: str) -> tuple[Path, int] | None:
+    """`latest_state`'s folder and epoch."""
+    found = latest_state(storage, name)
+    return None if found is None else (found[0], int(found[1]["epoch"]))
 
 
 def repair(storage: str, name: str) -> list[str]:

@@ -168,13 +168,22 @@ def _resume_state(checkpoint, storage: str, name: str) -> tuple[dict | None, int
     from pipeline.train.checkpoint import load_checkpoint
 
     state, size = None, 0
-    if checkpoint is not None:
+    found = run_folder.latest_state(storage, name)  # each checkpoint is read once
+    if found is not None:
+        state, size = found[1], run_folder.size_of(found[0])
+    if checkpoint is not None and (found is None or not _same_folder(checkpoint.path, found[0])):
         with checkpoint.as_directory() as directory:
-            state, size = load_checkpoint(directory), run_folder.size_of(directory)
-    found = run_folder.latest_checkpoint(storage, name)
-    if found is not None and (state is None or found[1] > state["epoch"]):
-        state, size = load_checkpoint(found[0]), run_folder.size_of(found[0])
+            theirs = load_checkpoint(directory)
+            if state is None or theirs["epoch"] > state["epoch"]:
+                state, size = theirs, run_folder.size_of(directory)
     return state, size
+
+
+def _same_folder(path: str, folder: Path) -> bool:
+    try:
+        return Path(path).resolve() == folder.resolve()
+    except (OSError, ValueError):
+        return False
 
 
 def pin_paths(cfg: Config) -> Config:

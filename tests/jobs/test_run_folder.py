@@ -1,6 +1,7 @@
 """The run folder's care on the driver: newest readable checkpoint, repair, free-space check."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +25,39 @@ def test_the_newest_checkpoint_that_reads_back_whole_is_the_one_to_resume_from(t
     assert run_folder.latest_checkpoint(str(tmp_path), "r") == (second, 1)
     assert run_folder.latest_checkpoint(str(tmp_path), "nothing") is None
     assert run_folder.latest_checkpoint("s3://bucket/runs", "r") is None
+
+
+def test_a_resume_takes_the_newer_of_ray_s_checkpoint_and_the_folder_s_reading_each_once(tmp_path, monkeypatch):
+    from jobs import train
+    from pipeline.train import checkpoint
+
+    class RayCheckpoint:  # the two things _resume_state uses of ray.train.Checkpoint
+        def __init__(self, path):
+            self.path = str(path)
+
+        def as_directory(self):
+            import contextlib
+            return contextlib.nullcontext(self.path)
+
+    run = tmp_path / "r"
+    older = _checkpoint(run, "2026-01-01_00-00-01.000000", 0)
+    newer = _checkpoint(run, "2026-01-01_00-00-02.000000", 1)
+    reads = []
+    real = checkpoint.load_checkpoint
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda d: reads.append(Path(d)) or real(d))
+    # Ray's bookkeeping lags the folder (a Ctrl-C between a report and the controller's poll).
+    state, size = train._resume_state(RayCheckpoint(older), str(tmp_path), "r")
+    assert state["epoch"] == 1 and size == run_folder.size_of(newer)
+    assert sorted(reads) == [older, newer]
+    # Ray's checkpoint is the folder's newest: read once, not twice.
+    reads.clear()
+    state, _ = train._resume_state(RayCheckpoint(newer), str(tmp_path), "r")
+    assert state["epoch"] == 1 and reads == [newer]
+    # Remote storage has no folder to scan: Ray's checkpoint is the state.
+    reads.clear()
+    state, _ = train._resume_state(RayCheckpoint(older), "s3://bucket/runs", "r")
+    assert state["epoch"] == 0 and reads == [older]
+    assert train._resume_state(None, str(tmp_path), "nothing") == (None, 0)
 
 
 def test_repair_sets_aside_an_unreadable_snapshot_and_deletes_cut_short_checkpoints(tmp_path):
