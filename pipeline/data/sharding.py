@@ -52,46 +52,68 @@ def _read_idx(idx: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
     return samples
 
 
+@dataclass(frozen=True)
+class TarScan:
+    """One pass over a tar's headers: its whole regular members, and what stopped the pass early."""
+
+    members: list[tuple[str, int, int]]  # (member name, data offset, size), in file order
+    problem: str = ""  # "" when the tar reads to its end
+    cut_member: str = ""  # the member whose data runs past the end of the file, if that stopped it
+
+
+def scan_tar(path: Path) -> TarScan:
+    """The members of a tar by one scan of its headers (used by `_scan_tar` and `vared2 verify`)."""
+    members: list[tuple[str, int, int]] = []
+    size = path.stat().st_size
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                if not member.isreg():
+                    continue
+                if member.offset_data + member.size > size:
+                    return TarScan(members, f"truncated: member {member.name} needs bytes up to "
+                                            f"{member.offset_data + member.size}, the file has {size}",
+                                   cut_member=member.name)
+                members.append((member.name, member.offset_data, member.size))
+    except (tarfile.TarError, OSError, EOFError) as err:
+        return TarScan(members, f"unreadable tar after {len(members)} members: {err}")
+    return TarScan(members)
+
+
 def _scan_tar(path: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
     """The samples of a shard without `.idx`, by one scan of its tar headers. A tar cut short
     (a copy or an upload that stopped) keeps its whole samples: the cut one and what followed it
     are skipped with a warning that says how many (from the shard's `.stats.json`, when present)."""
+    scan = scan_tar(path)
     samples: list[tuple[str, dict[str, tuple[int, int]]]] = []
-    size = path.stat().st_size
-    cut = None
-    try:
-        with tarfile.open(path, "r:") as tar:
-            for member in tar:
-                if not member.isreg() or "." not in member.name:
-                    continue
-                key, ext = member.name.split(".", 1)
-                if member.offset_data + member.size > size:
-                    cut = f"member {member.name} ends past the end of the file"
-                    if samples and samples[-1][0] == key:
-                        samples.pop()  # the cut sample is not whole
-                    break
-                if not samples or samples[-1][0] != key:
-                    samples.append((key, {}))
-                samples[-1][1][ext] = (member.offset_data, member.size)
-    except tarfile.TarError as err:
-        if not samples:
-            raise ValueError(f"{path}: the shard has no .idx and its tar cannot be read ({err}); "
-                             f"`vared2 verify {path.parent}` lists what is damaged") from err
-        cut = str(err)
-        if set(samples[-1][1]) != set(samples[0][1]):
-            samples.pop()  # the cut fell inside the last sample: not all its members were read
-    if cut is not None:
-        import json
-        import warnings
+    for name, offset, size in scan.members:
+        if "." not in name:
+            continue
+        key, ext = name.split(".", 1)
+        if not samples or samples[-1][0] != key:
+            samples.append((key, {}))
+        samples[-1][1][ext] = (offset, size)
+    if not scan.problem:
+        return samples
+    if scan.cut_member:
+        if samples and samples[-1][0] == scan.cut_member.split(".", 1)[0]:
+            samples.pop()  # the cut sample is not whole
+    elif not samples:
+        raise ValueError(f"{path}: the shard has no .idx and its tar cannot be read ({scan.problem}); "
+                         f"`vared2 verify {path.parent}` lists what is damaged")
+    elif set(samples[-1][1]) != set(samples[0][1]):
+        samples.pop()  # the tar broke inside the last sample: not all its members were read
+    import json
+    import warnings
 
-        stats = path.with_name(path.name[:-len(".tar")] + ".stats.json")
-        try:
-            expected = f" of {json.loads(stats.read_text())['num_samples']}"
-        except (OSError, ValueError, KeyError):
-            expected = ""
-        warnings.warn(f"{path}: the tar is cut short ({cut}); its {len(samples)}{expected} whole "
-                      f"samples are read and the rest skipped; `vared2 verify {path.parent}` lists "
-                      "what is damaged", stacklevel=2)
+    stats = path.with_name(path.name[:-len(".tar")] + ".stats.json")
+    try:
+        expected = f" of {json.loads(stats.read_text())['num_samples']}"
+    except (OSError, ValueError, KeyError):
+        expected = ""
+    warnings.warn(f"{path}: the tar is cut short ({scan.problem}); its {len(samples)}{expected} whole "
+                  f"samples are read and the rest skipped; `vared2 verify {path.parent}` lists "
+                  "what is damaged", stacklevel=2)
     return samples
 
 

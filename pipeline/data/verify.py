@@ -22,11 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.data.sharding import _read_idx
+from pipeline.data.sharding import _read_idx, scan_tar
 
 SHARD_NAME = re.compile(r"^(?P<split>.+)-(?P<index>\d{6})\.tar$")
 
@@ -56,24 +55,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.damage
-
-
-def _scan(path: Path) -> tuple[list[tuple[str, int, int]], str]:
-    """(member name, data offset, size) of every regular member, and "" or what stopped the scan."""
-    members: list[tuple[str, int, int]] = []
-    size = path.stat().st_size
-    try:
-        with tarfile.open(path, "r:") as tar:
-            for member in tar:
-                if not member.isreg():
-                    continue
-                if member.offset_data + member.size > size:
-                    return members, (f"truncated: member {member.name} needs bytes up to "
-                                     f"{member.offset_data + member.size}, the file has {size}")
-                members.append((member.name, member.offset_data, member.size))
-    except (tarfile.TarError, OSError, EOFError) as err:
-        return members, f"unreadable tar after {len(members)} members: {err}"
-    return members, ""
 
 
 def _idx_members(idx: Path) -> list[tuple[str, int, int]]:
@@ -117,7 +98,8 @@ def verify_split(root: str | Path, split: str, *, hashes: bool = True) -> Verify
     num_videos = hashed = 0
     for name in present:
         path = root / name
-        members, error = _scan(path)
+        scan = scan_tar(path)
+        members, error = scan.members, scan.problem
         if error:
             damage.append(Damage(name, error))
         idx = path.with_suffix(".idx")
