@@ -1,6 +1,8 @@
-"""Fixtures for the job tests: a tiny generated dataset sharded once per session."""
+"""Fixtures for the job tests: a tiny generated dataset sharded once per session, and a way to break
+a running command at a line of its output."""
 
 import dataclasses
+import time
 
 import pytest
 
@@ -22,3 +24,32 @@ def debug_shards(tmp_path_factory):
                                        videos=str(paths["videos"]), split=split,
                                        output=str(root / "shards"), short_side=32))
     return root / "shards"
+
+
+def _interrupt_at(proc, marker: str, act, timeout: float) -> tuple[str, float]:
+    """Read `proc`'s output until a line holds `marker`, call `act()` (a Ctrl-C, a node killed),
+    then wait for the exit. Returns (all the output, seconds from `act` to the exit); the process
+    is killed when anything fails on the way."""
+    lines: list[str] = []
+    rest = ""
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if marker in line:
+                break
+        assert any(marker in line for line in lines), "".join(lines)[-4000:]
+        act()
+        acted = time.monotonic()
+        rest, _ = proc.communicate(timeout=timeout)
+        waited = time.monotonic() - acted
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return "".join(lines) + rest, waited
+
+
+@pytest.fixture
+def interrupt_at():
+    """`interrupt_at(proc, marker, act, timeout)`: see `_interrupt_at`."""
+    return _interrupt_at

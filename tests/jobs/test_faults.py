@@ -223,7 +223,8 @@ def _ray_processes_left(tag: str, within_s: float = 20) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_ctrl_c_in_train_exits_quickly_leaves_no_ray_process_and_the_rerun_resumes(debug_shards, tmp_path):
+def test_ctrl_c_in_train_exits_quickly_leaves_no_ray_process_and_the_rerun_resumes(debug_shards, tmp_path,
+                                                                                   interrupt_at):
     import os
     import re
     import signal
@@ -237,22 +238,8 @@ def test_ctrl_c_in_train_exits_quickly_leaves_no_ray_process_and_the_rerun_resum
     env, tag = _tagged_env()
     proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env)
-    lines = []
-    try:
-        for line in proc.stdout:  # epoch 2's line: epoch 1's checkpoint has been reported by then
-            lines.append(line)
-            if "epoch 2/5" in line:
-                break
-        assert any("epoch 2/5" in line for line in lines), "".join(lines)[-3000:]
-        proc.send_signal(signal.SIGINT)
-        interrupted = time.monotonic()
-        rest, _ = proc.communicate(timeout=60)
-        waited = time.monotonic() - interrupted
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    output = "".join(lines) + rest
+    # At epoch 2's line: epoch 1's checkpoint has been reported by then.
+    output, waited = interrupt_at(proc, "epoch 2/5", lambda: proc.send_signal(signal.SIGINT), 60)
     assert proc.returncode == 130, output[-3000:]
     assert "resumes from the last checkpoint" in output
     assert waited < 30, f"{waited:.0f} s from Ctrl-C to exit"

@@ -148,7 +148,7 @@ def _result(lines):
 
 
 def test_a_node_lost_mid_training_is_replaced_and_the_run_ends_as_an_uninterrupted_one(
-        cluster, debug_shards, tmp_path):
+        cluster, debug_shards, tmp_path, interrupt_at):
     """Two data-parallel workers, one per node. After epoch 2's line (epoch 1's checkpoint is
     reported by then) the second node's raylet gets SIGKILL, which takes its worker with it; a new
     node joins; Ray Train restarts the worker group from the last checkpoint."""
@@ -159,22 +159,13 @@ def test_a_node_lost_mid_training_is_replaced_and_the_run_ends_as_an_uninterrupt
 
     victim = cluster.nodes[1]
     proc = _driver(cluster, debug_shards, tmp_path, "node-lost")
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if "epoch 2/4" in line:
-                break
-        assert any("epoch 2/4" in line for line in lines), "".join(lines)[-4000:]
+
+    def lose_a_node():
         cluster.raylet_of(victim).send_signal(signal.SIGKILL)
         cluster.add_node()  # the replacement; the dead node is marked dead by then or soon after
-        rest, _ = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    lines += rest.splitlines(keepends=True)
-    output = "".join(lines)
+
+    output, _ = interrupt_at(proc, "epoch 2/4", lose_a_node, 600)
+    lines = output.splitlines(keepends=True)
     assert proc.returncode == 0, output[-4000:]
     assert "resuming from epoch" in output, "".join(l for l in lines if "epoch" in l or "rror" in l)[-6000:]  # from a checkpoint, not from scratch
     result = _result(lines)
@@ -205,7 +196,8 @@ def _trial_metrics(tmp_path, sweep):
     return {k: run.data.metrics[k] for k in ("train/loss", "val/clip_top1", "test/clip_top1")}
 
 
-def test_a_tune_trial_whose_node_is_lost_finishes_as_an_uninterrupted_one(cluster, debug_shards, tmp_path):
+def test_a_tune_trial_whose_node_is_lost_finishes_as_an_uninterrupted_one(cluster, debug_shards, tmp_path,
+                                                                          interrupt_at):
     """The same on `vared2 tune`: a one-trial sweep whose TorchTrainer has a worker on the second
     node (the trial's own driver actor may be there too); the trial recovers and the sweep ends."""
     clean = _sweep(cluster, debug_shards, tmp_path, "whole")
@@ -214,21 +206,13 @@ def test_a_tune_trial_whose_node_is_lost_finishes_as_an_uninterrupted_one(cluste
     reference = _trial_metrics(tmp_path, "whole")
 
     proc = _sweep(cluster, debug_shards, tmp_path, "node-lost")
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if "epoch 2/4" in line:
-                break
-        assert any("epoch 2/4" in line for line in lines), "".join(lines)[-4000:]
+
+    def lose_a_node():
         cluster.raylet_of(cluster.nodes[1]).send_signal(signal.SIGKILL)
         cluster.add_node()
-        rest, _ = proc.communicate(timeout=900)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    output = "".join(lines) + rest
+
+    output, _ = interrupt_at(proc, "epoch 2/4", lose_a_node, 900)
+    lines = output.splitlines(keepends=True)
     assert proc.returncode == 0, output[-4000:]
     assert "resuming from epoch" in output, "".join(l for l in lines if "epoch" in l)[-4000:]
     assert _trial_metrics(tmp_path, "node-lost") == pytest.approx(reference, rel=1e-5)
