@@ -26,6 +26,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", default="data/study", help="--out folder of accuracy_study.py")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="", help="the study run to turn (default: both-s<seed>; e.g. a "
+                        "run trained with train.budget_offsets)")
     args = parser.parse_args()
 
     import torch
@@ -37,13 +39,14 @@ def main() -> int:
 
     torch.set_num_threads(2)
     runs = Path(args.study) / "runs"
-    model_dir = runs / f"both-s{args.seed}"
+    name = args.model or f"both-s{args.seed}"
+    model_dir = runs / name
     if not (model_dir / "result.json").exists():
         print(f"no finished run {model_dir}: run benchmarks/accuracy_study.py --out {args.study} first")
         return 2
     trained = {}  # cost ratio -> (label, clip-1) of a model trained for that cost
-    for name in (f"both-le1-s{args.seed}", f"both-s{args.seed}", f"both-le10-s{args.seed}"):
-        path = runs / name / "result.json"
+    for run in (f"both-le1-s{args.seed}", f"both-s{args.seed}", f"both-le10-s{args.seed}"):
+        path = runs / run / "result.json"
         if path.exists():
             r = json.loads(path.read_text())
             trained[round(r["ratio"], 4)] = {"label": f"lambda_e {r['lambda_e']:g}", "clip_top1": r["clip_top1"],
@@ -71,16 +74,17 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     out = Path(args.study)
-    (out / "budget_vs_sweep.md").write_text(
-        f"One VA-RED² model (both, lambda_e 3.5, seed {args.seed}) at each budget vs the models trained "
+    stem = "budget_vs_sweep" + ("" if name == f"both-s{args.seed}" else f"_{name}")
+    (out / f"{stem}.md").write_text(
+        f"One VA-RED² model ({name}) at each budget vs the models trained "
         f"for that cost; the study's 300 validation videos x 3 clips, hard policy; reachable "
         f"{low:.3f}-{high:.3f} of static.\n\n{text}\n")
-    (out / "budget_vs_sweep.json").write_text(json.dumps(out_rows, indent=1, default=float))
+    (out / f"{stem}.json").write_text(json.dumps(out_rows, indent=1, default=float))
     sweep_rows = [{"test/gflops_avg": t["gflops_avg"], "test/clip_top1": t["clip_top1"],
                    "lambda_e": float(t["label"].split()[-1])} for t in trained.values()]
-    plot_curve(rows, out / "budget_vs_sweep.png", sweep_rows=sweep_rows,
+    plot_curve(rows, out / f"{stem}.png", sweep_rows=sweep_rows,
                static={"gflops_avg": static["gflops_avg"], "clip_top1": static["clip_top1"]})
-    print(f"written: {out / 'budget_vs_sweep.md'}, .json, .png")
+    print(f"written: {out / stem}.md, .json, .png")
     return 0
 
 
