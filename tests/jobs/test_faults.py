@@ -399,9 +399,11 @@ def test_a_full_disk_while_checkpointing_stops_the_run_keeps_the_last_checkpoint
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_ctrl_c_in_preprocess_exits_quickly_keeps_finished_shards_and_the_rerun_completes_them(tmp_path):
-    """SIGINT while Ray shard tasks run: exit 130 within seconds, no Ray process left, and the rerun
-    skips the finished shards and writes the same bytes as an uninterrupted run."""
+@pytest.mark.parametrize("runner", ["ray", "no-ray"])
+def test_ctrl_c_in_preprocess_exits_quickly_keeps_finished_shards_and_the_rerun_completes_them(tmp_path, runner):
+    """SIGINT while Ray shard tasks run (or, with --no-ray, while this process writes a shard): exit
+    130 within seconds, no Ray process left, and the rerun skips the finished shards and writes the
+    same bytes as an uninterrupted run."""
     import hashlib
     import os
     import signal
@@ -417,7 +419,8 @@ def test_ctrl_c_in_preprocess_exits_quickly_keeps_finished_shards_and_the_rerun_
     def command(out):
         return [sys.executable, "-m", "jobs.cli", "preprocess", "--preset", "demo",
                 "--annotations", str(paths["train_csv"]), "--videos", str(paths["videos"]),
-                "--output", str(out), "--split", "train", "--workers", "2",
+                "--output", str(out), "--split", "train",
+                *(["--no-ray"] if runner == "no-ray" else ["--workers", "2"]),
                 "preprocess.max_shard_samples=2", "preprocess.short_side=160"]
 
     def digests(out):
