@@ -186,9 +186,11 @@ def main() -> None:
             def best(prefix: str, clock: int) -> float:
                 return min(v[clock] for k, v in t.items() if k.startswith(prefix))
 
-            row = (f"{case:26s} {batch:5d} {ratio:10.2f} | {t['static'][0]:12.3f} "
-                   f"{t['static compiled'][0] if 'static compiled' in t else float('nan'):8.3f} | "
-                   f"{t['dynamic'][0]:13.3f} {t['dynamic compiled'][0] if 'dynamic compiled' in t else float('nan'):8.3f} |")
+            def wall_s(name: str) -> float:  # nan for a form not timed in this case
+                return t.get(name, (float("nan"),))[0]
+
+            row = (f"{case:26s} {batch:5d} {ratio:10.2f} | {wall_s('static'):12.3f} {wall_s('static compiled'):8.3f} | "
+                   f"{wall_s('dynamic'):13.3f} {wall_s('dynamic compiled'):8.3f} |")
             speedups = [best("static", clock) / best("dynamic", clock) for clock in (0, 1)]
             wall, cpu = ((sp - 1) / (ratio - 1) for sp in speedups)
             fractions.append(wall)

@@ -26,7 +26,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", default="data/study", help="--out folder of accuracy_study.py")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", default="", help="the study run to turn (default: both-s<seed>; e.g. a "
+    parser.add_argument("--model", default="", help="the study run to evaluate (default: both-s<seed>; e.g. a "
                         "run trained with train.budget_offsets)")
     args = parser.parse_args()
 
