@@ -96,7 +96,11 @@ class SoftModulationGate(nn.Module):
         if self.input == "pool":
             return z
         if x.dim() == 5 and x.shape[2] > 1:
-            motion = (x[:, :, 1:] - x[:, :, :-1]).abs().flatten(2).mean(dim=2)
+            # One temporary, made absolute in place (a second full-size temporary and its page-ins
+            # cost as much as the subtraction itself); the same sum and division as .abs().mean().
+            change = torch.sub(x[:, :, 1:], x[:, :, :-1])
+            change = change.abs_() if not change.requires_grad else change.abs()
+            motion = change.flatten(2).mean(dim=2)
         else:
             motion = torch.zeros_like(z)
         return torch.cat([z, motion], dim=1)

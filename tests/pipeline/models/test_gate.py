@@ -61,6 +61,21 @@ def test_pool_motion_gate_sees_what_pooling_averages_away():
     assert motion(torch.rand(2, 6, 1, 5, 5)).channel.shape == (2, 2)
 
 
+def test_motion_features_are_the_mean_absolute_frame_change_and_leave_the_input_alone():
+    """The in-place form of the motion half gives exactly mean |X[t+1] - X[t]| and never writes x,
+    with or without gradients on x."""
+    torch.manual_seed(0)
+    gate = SoftModulationGate(6, 2, input="pool_motion")
+    x = torch.randn(3, 6, 5, 4, 4)
+    kept = x.clone()
+    reference = (x[:, :, 1:] - x[:, :, :-1]).abs().flatten(2).mean(dim=2)
+    assert torch.equal(gate.features(x)[:, 6:], reference)
+    assert torch.equal(x, kept)
+    leaf = x.clone().requires_grad_(True)
+    gate.features(leaf)[:, 6:].sum().backward()
+    assert leaf.grad is not None and torch.equal(leaf.detach(), kept)
+
+
 def test_bad_gate_input_names_the_choices():
     with pytest.raises(ValueError, match="pool_motion"):
         SoftModulationGate(8, 2, input="motion")
