@@ -9,6 +9,7 @@ from pipeline.config.base import Section
 
 Optimizer = Literal["sgd", "adamw"]
 Schedule = Literal["cosine", "step", "constant"]
+EfficiencyForm = Literal["squared", "linear"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class TrainConfig(Section):
     weight_decay: float = 1e-4
     schedule: Schedule = "cosine"
     lambda_e: float = 0.5  # weight of the efficiency loss L_e
+    # Its form (pipeline/train/losses.py): "squared" (the paper) or "linear" (ours).
+    efficiency_form: EfficiencyForm = "squared"
     lambda_e_warmup_epochs: int = 0  # ramp lambda_e linearly from 0 over these epochs
     # Weight of the distortion term (ours, pipeline/train/losses.py): how much the gates pay for the
     # share of a layer's output a cheaper variant gets wrong on this clip. 0 = the paper's loss only.

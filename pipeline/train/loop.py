@@ -105,7 +105,7 @@ def train_epochs(cfg: Config, *, model: nn.Module,
                 set_offset(model, _budget_offset(tcfg, step))
             result = train_step(model, clips.to(device, non_blocking=True),
                                 labels.to(device, non_blocking=True), optimizer, lambda_e=lam, lambda_d=tcfg.lambda_d,
-                                scheduler=scheduler, autocast_dtype=dtype, grad_clip=tcfg.grad_clip)
+                                efficiency_form=tcfg.efficiency_form, scheduler=scheduler, autocast_dtype=dtype, grad_clip=tcfg.grad_clip)
             meter.add(result)
             step += 1
             if rank == 0 and tcfg.log_every and (i + 1) % tcfg.log_every == 0:

@@ -25,7 +25,7 @@ class StepResult:
 
 def train_step(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor,
                optimizer: torch.optim.Optimizer, *, lambda_e: float, lambda_d: float = 0.0,
-               scheduler=None, scaler: torch.amp.GradScaler | None = None,
+               efficiency_form: str = "squared", scheduler=None, scaler: torch.amp.GradScaler | None = None,
                autocast_dtype: torch.dtype | None = None, grad_clip: float = 0.0) -> StepResult:
     """clips (B, C, T, H, W) normalised, labels (B,) long; model returns a VaredOutput."""
     model.train()
@@ -34,7 +34,7 @@ def train_step(model: nn.Module, clips: torch.Tensor, labels: torch.Tensor,
     with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16,
                         enabled=autocast_dtype is not None):
         output = model(clips)
-        loss, loss_acc, loss_eff = total_loss(output, labels, lambda_e, lambda_d)
+        loss, loss_acc, loss_eff = total_loss(output, labels, lambda_e, lambda_d, efficiency_form)
     if scaler is not None:
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
