@@ -37,3 +37,21 @@ def test_total_loss_combines_terms():
     loss, loss_acc, loss_eff = total_loss(out, labels, 0.5)
     torch.testing.assert_close(loss, loss_acc + 0.5 * loss_eff)
     torch.testing.assert_close(loss_acc, nn.functional.cross_entropy(out.logits, labels))
+
+
+def test_linear_efficiency_loss_prices_every_clip_alike_and_squared_presses_costly_clips():
+    """d L_e / d E_b: 1 / B for every correctly classified clip with the linear form, 2 E_b / B with
+    the paper's squared form (the costlier clip pressed harder); a bad form names the valid ones."""
+    import pytest
+
+    model = _model()
+    out = model(torch.randn(4, 3, 4, 8, 8))
+    labels = out.logits.argmax(dim=1)
+    ratio = out.expected_ratio.detach().clone().requires_grad_(True)
+    for form, expected in (("linear", torch.full((4,), 0.25)), ("squared", 2 * ratio.detach() / 4)):
+        out.expected_ratio = ratio
+        (grad,) = torch.autograd.grad(efficiency_loss(out, labels, form), ratio)
+        torch.testing.assert_close(grad, expected)
+    torch.testing.assert_close(efficiency_loss(out, labels, "linear"), ratio.mean())
+    with pytest.raises(ValueError, match="squared"):
+        efficiency_loss(out, labels, "cubic")
