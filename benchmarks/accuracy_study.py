@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/accuracy_study.py --out data/study           # ~1 h on 2 cores
     .venv/bin/python benchmarks/accuracy_study.py --out data/study --seeds 1 # a quicker look
+    .venv/bin/python benchmarks/accuracy_study.py --out data/study --methods both \
+        --variant lin=train.efficiency_form=linear,train.lambda_e=4.5     # "both" beside a variant of it
 
 Data: `preprocessing.study_data` (6 classes = 3 digit shapes x 2 motion axes, 600 train / 300 val
 videos, speed, pauses and blinks drawn per video, so redundancy varies within classes), written
@@ -47,7 +49,14 @@ SWEEP_LAMBDAS = (1.0, 10.0)
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57}  # two-sided 95% t quantiles by degrees of freedom
 
 
-def jobs_for(seed: int, phase: int, static_ckpt: str, both_ratio: float | None) -> list[dict]:
+METHODS = ("both", "temporal", "channel", "static-ft", "gating", "sweep", "magnitude")
+
+
+def jobs_for(seed: int, phase: int, static_ckpt: str, both_ratio: float | None, *,
+             methods: tuple[str, ...] = METHODS, variants: dict[str, list[str]] | None = None) -> list[dict]:
+    """The runs of one seed that start from phase `phase`'s inputs (0: none; 1: the static model;
+    2: also the GFLOPs "both" reached). `methods`: which of METHODS to run; `variants`: extra
+    "both" runs, {name: overrides on top of the study's settings}."""
     common = [f"train.seed={seed}", f"data.seed={seed}", f"train.epochs={DYNAMIC_EPOCHS}",
               f"train.lambda_e={STUDY_LAMBDA_E}"]
     if phase == 0:
@@ -56,21 +65,41 @@ def jobs_for(seed: int, phase: int, static_ckpt: str, both_ratio: float | None) 
     init = [f"train.init_from={static_ckpt}"]
     if phase == 1:
         out = [{"name": f"{mode}-s{seed}", "method": f"VA-RED² {mode}", "seed": seed,
-                "overrides": [f"model.dynamic={mode}", *common, *init]} for mode in ("both", "temporal", "channel")]
+                "overrides": [f"model.dynamic={mode}", *common, *init]}
+               for mode in ("both", "temporal", "channel") if mode in methods]
         # The control: the static model trained as many more epochs as the dynamic ones get.
-        out.append({"name": f"static-ft-s{seed}", "method": "static + fine-tuning", "seed": seed,
-                    "overrides": [*common, "model.dynamic=none", "train.lambda_e=0", "train.lambda_d=0", *init]})
-        out.append({"name": f"gating-s{seed}", "method": "channel gating", "seed": seed,
-                    "overrides": ["model.baseline=channel_gating", "model.gating_base_fraction=0.5",
-                                  *common, *init]})
-        if seed == 0:
+        if "static-ft" in methods:
+            out.append({"name": f"static-ft-s{seed}", "method": "static + fine-tuning", "seed": seed,
+                        "overrides": [*common, "model.dynamic=none", "train.lambda_e=0", "train.lambda_d=0", *init]})
+        if "gating" in methods:
+            out.append({"name": f"gating-s{seed}", "method": "channel gating", "seed": seed,
+                        "overrides": ["model.baseline=channel_gating", "model.gating_base_fraction=0.5",
+                                      *common, *init]})
+        if seed == 0 and "sweep" in methods:
             out += [{"name": f"both-le{lam:g}-s{seed}", "method": f"VA-RED² both, lambda_e {lam:g}", "seed": seed,
                      "overrides": ["model.dynamic=both", *common, f"train.lambda_e={lam}", *init]}
                     for lam in SWEEP_LAMBDAS]
+        out += [{"name": f"both-{name}-s{seed}", "method": f"VA-RED² both, {name}", "seed": seed,
+                 "overrides": ["model.dynamic=both", *common, *init, *extra]}
+                for name, extra in (variants or {}).items()]
         return out
+    if "magnitude" not in methods:
+        return []
     return [{"name": f"magnitude-s{seed}", "method": "magnitude pruning", "seed": seed,
              "overrides": ["model.baseline=magnitude", f"model.prune_macs_ratio={both_ratio:.4f}",
                            *common, "train.lambda_e=0", "train.lambda_d=0", *init]}]
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """"NAME=key=value,key=value" -> (NAME, ["key=value", ...]); the overrides are checked here."""
+    from pipeline.config import apply_overrides, get_preset
+
+    name, sep, rest = text.partition("=")
+    overrides = [o for o in rest.split(",") if o]
+    if not sep or not name.replace("-", "").replace("_", "").isalnum() or not overrides:
+        raise ValueError(f"--variant {text!r}: expected NAME=key=value[,key=value...] with a plain NAME")
+    apply_overrides(get_preset("demo"), overrides)  # a bad key or value fails now, not in a worker
+    return name, overrides
 
 
 def run_job(job: dict, root: str, out: str) -> dict:
@@ -180,7 +209,8 @@ def summarize(rows: list[dict]) -> dict:
             entry["quartile_cost_ratio"] = mean_std([a["quartile_cost_ratio"] for a in adapt])
         table[method] = entry
     sweep = sorted([(r["lambda_e"], r["gflops_avg"], r["clip_top1"]) for r in rows
-                    if r["seed"] == 0 and r["method"].startswith("VA-RED² both")])
+                    if r["seed"] == 0 and (r["method"] == "VA-RED² both"
+                                           or r["method"].startswith("VA-RED² both, lambda_e"))])
     return {"methods": table, "lambda_e_sweep": sweep,
             "monotone": all(a[1] > b[1] for a, b in zip(sweep, sweep[1:]))}
 
@@ -234,7 +264,23 @@ def main() -> int:
     parser.add_argument("--out", default="data/study", help="data, runs and results folder (default: data/study)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="runs in parallel, 1 thread each (default: 2)")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated subset of {', '.join(METHODS)} (default: all; static always runs)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDES",
+                        help="an extra 'both' run per seed with these comma-separated overrides, e.g. "
+                             "lin=train.efficiency_form=linear,train.lambda_e=4.5 (repeatable)")
     args = parser.parse_args()
+    methods = tuple(m for m in args.methods.split(",") if m)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"--methods: {', '.join(unknown)} not valid; choose from {', '.join(METHODS)}")
+    if "magnitude" in methods and "both" not in methods:
+        parser.error("--methods: magnitude is matched to the GFLOPs of 'both'; add both")
+    try:
+        variants = dict(parse_variant(v) for v in args.variant)
+    except ValueError as err:
+        parser.error(str(err))
+    plan = {"methods": methods, "variants": variants}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -245,7 +291,7 @@ def main() -> int:
     # VA-RED² both -> magnitude pruning at its GFLOPs), so both workers stay busy.
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
         pending = {pool.submit(run_job, job, root, str(out)): job
-                   for s in range(args.seeds) for job in jobs_for(s, 0, "", None)}
+                   for s in range(args.seeds) for job in jobs_for(s, 0, "", None, **plan)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -258,9 +304,9 @@ def main() -> int:
                 seed, ckpt = job["seed"], str(out / "runs" / f"static-s{job['seed']}")
                 follow = []
                 if job["method"] == "static":
-                    follow = jobs_for(seed, 1, ckpt, None)
+                    follow = jobs_for(seed, 1, ckpt, None, **plan)
                 elif job["name"] == f"both-s{seed}":
-                    follow = jobs_for(seed, 2, ckpt, row["ratio"])
+                    follow = jobs_for(seed, 2, ckpt, row["ratio"], **plan)
                 pending.update({pool.submit(run_job, j, root, str(out)): j for j in follow})
     summary = summarize(rows)
     num_val = rows[0]["num_videos"]
