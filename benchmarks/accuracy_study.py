@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/accuracy_study.py --out data/study --seeds 1 # a quicker look
     .venv/bin/python benchmarks/accuracy_study.py --out data/study --methods both \
         --variant lin=train.efficiency_form=linear,train.lambda_e=4.5     # "both" beside a variant of it
+    .venv/bin/python benchmarks/accuracy_study.py --out data/study --methods both,sweep-all \
+        --variant sandwich=train.budget_offsets=4,train.budget_offsets_epochs=all  # then budget_vs_sweep.py
 
 Data: `preprocessing.study_data` (6 classes = 3 digit shapes x 2 motion axes, 600 train / 300 val
 videos, speed, pauses and blinks drawn per video, so redundancy varies within classes), written
@@ -49,11 +51,12 @@ SWEEP_LAMBDAS = (1.0, 10.0)
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57}  # two-sided 95% t quantiles by degrees of freedom
 
 
-METHODS = ("both", "temporal", "channel", "static-ft", "gating", "sweep", "magnitude")
+METHODS = ("both", "temporal", "channel", "static-ft", "gating", "sweep", "magnitude", "sweep-all")
+DEFAULT_METHODS = METHODS[:-1]  # "sweep": lambda_e 1 and 10 on seed 0; "sweep-all": on every seed
 
 
 def jobs_for(seed: int, phase: int, static_ckpt: str, both_ratio: float | None, *,
-             methods: tuple[str, ...] = METHODS, variants: dict[str, list[str]] | None = None) -> list[dict]:
+             methods: tuple[str, ...] = DEFAULT_METHODS, variants: dict[str, list[str]] | None = None) -> list[dict]:
     """The runs of one seed that start from phase `phase`'s inputs (0: none; 1: the static model;
     2: also the GFLOPs "both" reached). `methods`: which of METHODS to run; `variants`: extra
     "both" runs, {name: overrides on top of the study's settings}."""
@@ -75,7 +78,7 @@ def jobs_for(seed: int, phase: int, static_ckpt: str, both_ratio: float | None, 
             out.append({"name": f"gating-s{seed}", "method": "channel gating", "seed": seed,
                         "overrides": ["model.baseline=channel_gating", "model.gating_base_fraction=0.5",
                                       *common, *init]})
-        if seed == 0 and "sweep" in methods:
+        if "sweep-all" in methods or (seed == 0 and "sweep" in methods):
             out += [{"name": f"both-le{lam:g}-s{seed}", "method": f"VA-RED² both, lambda_e {lam:g}", "seed": seed,
                      "overrides": ["model.dynamic=both", *common, f"train.lambda_e={lam}", *init]}
                     for lam in SWEEP_LAMBDAS]
@@ -264,8 +267,9 @@ def main() -> int:
     parser.add_argument("--out", default="data/study", help="data, runs and results folder (default: data/study)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="runs in parallel, 1 thread each (default: 2)")
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help=f"comma-separated subset of {', '.join(METHODS)} (default: all; static always runs)")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help=f"comma-separated subset of {', '.join(METHODS)} (default: all but sweep-all; "
+                             "static always runs)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDES",
                         help="an extra 'both' run per seed with these comma-separated overrides, e.g. "
                              "lin=train.efficiency_form=linear,train.lambda_e=4.5 (repeatable)")

@@ -10,6 +10,7 @@ from pipeline.config.base import Section
 Optimizer = Literal["sgd", "adamw"]
 Schedule = Literal["cosine", "step", "constant"]
 EfficiencyForm = Literal["squared", "linear"]
+BudgetEpochs = Literal["frozen", "all"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class TrainConfig(Section):
     # + is cheaper), so the network also learns to work under the policies the budget knob selects.
     # 0 = off: the network adapts to its trained policy only.
     budget_offsets: float = 0.0
+    # When those shifted steps run: "frozen" (the epochs with frozen gates) or "all" (every epoch of
+    # the dynamic stage, gates learning under shifted policies too).
+    budget_offsets_epochs: BudgetEpochs = "frozen"
     init_from: str = ""  # checkpoint of a static backbone to start the dynamic stage from
     amp: bool = True  # mixed precision, used only on GPU
     sync_bn: bool = False

@@ -90,7 +90,8 @@ def train_epochs(cfg: Config, *, model: nn.Module,
     dynamic = getattr(unwrap(model), "dynamic", "none") != "none"
     for epoch in range(start_epoch, tcfg.epochs):
         freeze = epoch >= tcfg.epochs - int(tcfg.gate_freeze_fraction * tcfg.epochs + 1e-9)
-        shifting = freeze and tcfg.budget_offsets > 0 and dynamic  # training across budgets
+        shifting = ((freeze or tcfg.budget_offsets_epochs == "all") and tcfg.budget_offsets > 0
+                    and dynamic)  # training across budgets
         for name, param in model.named_parameters():
             if ".gate." in name:
                 param.requires_grad_(not freeze)

@@ -193,3 +193,24 @@ def test_training_across_budgets_runs_shifted_policies_in_the_frozen_epochs_only
     # a large positive offset picks the cheaper channel option for every clip, a large negative one full
     assert all(ci == 1.0 for off, ci in frozen if off > 3) and all(ci == 0.0 for off, ci in frozen if off < -3)
     assert all(layer.budget_offset == 0 for _, layer in dynamic_layers(model))
+
+
+def test_training_across_budgets_in_every_epoch_shifts_the_gate_learning_epochs_too():
+    """train.budget_offsets_epochs=all: the shifted steps start in the first epoch, gates still
+    learning; the model after training runs its trained policy."""
+    from pipeline.models.convert import dynamic_layers
+    from pipeline.train.loop import _budget_offset
+
+    cfg = debug_cfg("train.epochs=2", "train.gate_freeze_fraction=0.5", "train.budget_offsets=6",
+                    "train.budget_offsets_epochs=all")
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    layer = dynamic_layers(model)[0][1]
+    seen = []
+    layer.register_forward_hook(lambda m, i, o: seen.append(m.budget_offset) if m.training else None)
+    train_epochs(cfg, model=model, train_batches=batches_for(cfg, 4), steps_per_epoch=4, log=lambda line: None)
+    assert seen == [_budget_offset(cfg.train, s) for s in range(8)]
+    assert any(off != 0 for off in seen[:4])  # the first epoch (gates learning) is shifted too
+    assert all(layer.budget_offset == 0 for _, layer in dynamic_layers(model))
+    with pytest.raises(ValueError, match="frozen"):
+        debug_cfg("train.budget_offsets_epochs=some")
