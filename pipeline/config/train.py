@@ -11,6 +11,7 @@ Optimizer = Literal["sgd", "adamw"]
 Schedule = Literal["cosine", "step", "constant"]
 EfficiencyForm = Literal["squared", "linear"]
 BudgetEpochs = Literal["frozen", "all"]
+BudgetRule = Literal["alternate", "sandwich"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ class TrainConfig(Section):
     # When those shifted steps run: "frozen" (the epochs with frozen gates) or "all" (every epoch of
     # the dynamic stage, gates learning under shifted policies too).
     budget_offsets_epochs: BudgetEpochs = "frozen"
+    # How those steps train (with budget_offsets > 0): "alternate" (every other step runs one shifted
+    # policy instead of the trained one) or "sandwich" (slimmable networks' rule: every step runs the
+    # trained policy, then the full, the cheapest and one shifted policy on the same clips, the last
+    # two distilled from the full one; about 4x the step's cost; pipeline/train/step.py).
+    budget_rule: BudgetRule = "alternate"
     init_from: str = ""  # checkpoint of a static backbone to start the dynamic stage from
     amp: bool = True  # mixed precision, used only on GPU
     sync_bn: bool = False
@@ -69,6 +75,8 @@ class TrainConfig(Section):
         self._require(self.calibrate_batches >= 0, "calibrate_batches", "must be 0 or more")
         self._require(self.recalibrate_batches >= 0, "recalibrate_batches", "must be 0 or more")
         self._require(self.budget_offsets >= 0, "budget_offsets", "must be 0 (off) or positive")
+        self._require(self.budget_rule == "alternate" or self.budget_offsets > 0, "budget_rule",
+                      "'sandwich' needs train.budget_offsets > 0 (the range of its shifted policy)")
         self._require(self.gate_lr_mult > 0, "gate_lr_mult", "must be positive")
         self._require(self.lambda_e_warmup_epochs >= 0, "lambda_e_warmup_epochs", "must be 0 or more")
         self._require(self.weight_decay >= 0, "weight_decay", "must be 0 or more")

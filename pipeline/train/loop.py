@@ -102,11 +102,15 @@ def train_epochs(cfg: Config, *, model: nn.Module,
             if valid is not None and 0 < int(valid.sum()) < len(valid):  # drop rank padding
                 clips, labels = clips[valid], labels[valid]
             lam = lambda_e_at(tcfg, epoch, i / max(1, steps_per_epoch))
-            if shifting:
+            sandwich = None
+            if shifting and tcfg.budget_rule == "sandwich":
+                sandwich = [_budget_offset(tcfg, 2 * step + 1)]  # an odd index: a drawn offset, never 0
+            elif shifting:
                 set_offset(model, _budget_offset(tcfg, step))
             result = train_step(model, clips.to(device, non_blocking=True),
                                 labels.to(device, non_blocking=True), optimizer, lambda_e=lam, lambda_d=tcfg.lambda_d,
-                                efficiency_form=tcfg.efficiency_form, scheduler=scheduler, autocast_dtype=dtype, grad_clip=tcfg.grad_clip)
+                                efficiency_form=tcfg.efficiency_form, scheduler=scheduler, autocast_dtype=dtype, grad_clip=tcfg.grad_clip,
+                                sandwich_offsets=sandwich)
             meter.add(result)
             step += 1
             if rank == 0 and tcfg.log_every and (i + 1) % tcfg.log_every == 0:

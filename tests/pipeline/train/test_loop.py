@@ -214,3 +214,71 @@ def test_training_across_budgets_in_every_epoch_shifts_the_gate_learning_epochs_
     assert all(layer.budget_offset == 0 for _, layer in dynamic_layers(model))
     with pytest.raises(ValueError, match="frozen"):
         debug_cfg("train.budget_offsets_epochs=some")
+
+
+def _grads_and_norms_after_one_step(model, clips, labels, cfg, sandwich):
+    opt = build_optimizer(model, cfg.train)
+    lr = [g["lr"] for g in opt.param_groups]
+    for g in opt.param_groups:
+        g["lr"] = 0.0  # keep the weights, read the gradients
+    train_step(model, clips, labels, opt, lambda_e=1.0, lambda_d=cfg.train.lambda_d, sandwich_offsets=sandwich)
+    assert lr  # (the optimiser had groups to silence)
+    grads = {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()}
+    norms = {n: b.clone() for n, b in model.named_buffers() if "running" in n}
+    return grads, norms
+
+
+def test_the_sandwich_rule_trains_the_weights_at_full_cheapest_and_shifted_policies_and_leaves_gates_and_statistics_alone():
+    """train_step(sandwich_offsets=...): the backbone gets the gradients of three more policies; the
+    gates keep those of the trained policy's pass, and no BatchNorm running statistic (backbone or
+    gate) moves in the extra passes; the model is back on its trained policy afterwards."""
+    import copy
+
+    from pipeline.models.convert import dynamic_layers
+
+    cfg = debug_cfg()
+    torch.manual_seed(0)
+    base = build_model(cfg.model)
+    clips, labels = learnable_clips(4, cfg, seed=0)
+    plain, sandwich = copy.deepcopy(base), copy.deepcopy(base)
+    seen = []
+    dynamic_layers(sandwich)[0][1].register_forward_hook(
+        lambda m, i, o: seen.append((m.forced, m.budget_offset, float(m.record.channel_index.float().mean()))))
+    g0, n0 = _grads_and_norms_after_one_step(plain, clips, labels, cfg, None)
+    g1, n1 = _grads_and_norms_after_one_step(sandwich, clips, labels, cfg, [-5.0])
+    assert [(f, o) for f, o, _ in seen] == [(None, 0.0), ((0, 0), 0.0), ((1, 1), 0.0), (None, -5.0)]
+    assert seen[1][2] == 0.0 and seen[2][2] == 1.0  # full, then cheapest channel option
+    gates = [n for n in g0 if ".gate." in n]
+    assert gates
+    for n in gates:
+        assert (g0[n] is None) == (g1[n] is None), n
+        assert g0[n] is None or torch.equal(g0[n], g1[n]), n
+    others = [n for n in g0 if ".gate." not in n and g0[n] is not None]
+    assert any(not torch.allclose(g0[n], g1[n]) for n in others)
+    assert all(torch.isfinite(g1[n]).all() for n in others)
+    assert n0.keys() == n1.keys() and all(torch.equal(n0[k], n1[k]) for k in n0)
+    assert all(layer.forced is None and layer.budget_offset == 0 for _, layer in dynamic_layers(sandwich))
+    momenta = {m.momentum for m in sandwich.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    assert 0.0 not in momenta
+
+
+def test_the_sandwich_rule_runs_every_step_of_the_chosen_epochs_and_needs_a_range():
+    from pipeline.models.convert import dynamic_layers
+    from pipeline.train.loop import _budget_offset
+
+    cfg = debug_cfg("train.epochs=2", "train.gate_freeze_fraction=0.5", "train.budget_offsets=6",
+                    "train.budget_rule=sandwich")
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    seen = []
+    dynamic_layers(model)[0][1].register_forward_hook(
+        lambda m, i, o: seen.append((m.forced, m.budget_offset)) if m.training else None)
+    train_epochs(cfg, model=model, train_batches=batches_for(cfg, 3), steps_per_epoch=3, log=lambda line: None)
+    assert seen[:3] == [(None, 0.0)] * 3  # epoch 1 (gates learning): the trained policy only
+    assert seen[3:] == [p for s in range(3, 6)
+                        for p in [(None, 0.0), ((0, 0), 0.0), ((1, 1), 0.0), (None, _budget_offset(cfg.train, 2 * s + 1))]]
+    assert all(off != 0 for _, off in seen[6::4])
+    with pytest.raises(ValueError, match="budget_offsets"):
+        debug_cfg("train.budget_rule=sandwich")
+    with pytest.raises(ValueError, match="alternate"):
+        debug_cfg("train.budget_rule=every", "train.budget_offsets=2")
