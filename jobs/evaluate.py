@@ -103,12 +103,15 @@ def calibration_clips(cfg: Config, num_clips: int, device="cpu") -> list[torch.T
     return clips
 
 
-def ensure_budget_calibration(cfg: Config, model: torch.nn.Module, *, num_clips: int = 48,
+def ensure_budget_calibration(cfg: Config, model: torch.nn.Module, *, num_clips: int | None = None,
                               device="cpu", log=print) -> None:
+    """Calibrate `model`'s budget knob on `num_clips` training clips (default
+    `cfg.train.budget_calibration_clips`) unless it carries a calibration already."""
     from pipeline.models.budget import calibrate_budget
 
     if float(model.budget_table[:, 1].abs().sum()) > 0:
         return
+    num_clips = num_clips or cfg.train.budget_calibration_clips
     log(f"calibrating the budget knob on {num_clips} clips of {cfg.data.root}/{cfg.data.train_split}")
     calibrate_budget(model, calibration_clips(cfg, num_clips, device))
 

@@ -58,6 +58,12 @@ class TrainConfig(Section):
     # trained policy, then the full, the cheapest and one shifted policy on the same clips, the last
     # two distilled from the full one; about 4x the step's cost; pipeline/train/step.py).
     budget_rule: BudgetRule = "alternate"
+    # Training clips (evaluation sampling, centre crops) the budget knob is calibrated on after
+    # training and by `vared2 evaluate --budget` / `vared2 flops --budget`. Measured on the accuracy
+    # study (seed 1, benchmarks/RESULTS.md section 7): 48 clips left the mean cost on validation
+    # clips up to 5.8% off target (the 48 were more redundant than the average clip), 240 within 1.0%,
+    # at about 4x the calibration time.
+    budget_calibration_clips: int = 240
     init_from: str = ""  # checkpoint of a static backbone to start the dynamic stage from
     amp: bool = True  # mixed precision, used only on GPU
     sync_bn: bool = False
@@ -77,6 +83,7 @@ class TrainConfig(Section):
         self._require(self.budget_offsets >= 0, "budget_offsets", "must be 0 (off) or positive")
         self._require(self.budget_rule == "alternate" or self.budget_offsets > 0, "budget_rule",
                       "'sandwich' needs train.budget_offsets > 0 (the range of its shifted policy)")
+        self._require(self.budget_calibration_clips >= 1, "budget_calibration_clips", "must be at least 1")
         self._require(self.gate_lr_mult > 0, "gate_lr_mult", "must be positive")
         self._require(self.lambda_e_warmup_epochs >= 0, "lambda_e_warmup_epochs", "must be 0 or more")
         self._require(self.weight_decay >= 0, "weight_decay", "must be 0 or more")
