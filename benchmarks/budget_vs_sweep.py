@@ -7,9 +7,9 @@ Takes the accuracy study's VA-RED² "both" model of seed 0 (lambda_e 3.5) and ev
 separately trained lambda_e 1 and 10 models of the same seed reached, at its own trained cost and at
 0.6 / 0.8 / 1.0 of the static model. The budget table is calibrated on
 `train.budget_calibration_clips` training clips (240); every figure here is measured on the 300
-validation videos (3 clips each), a set the calibration never saw. Prints, per point: the target, the GFLOPs reached (and its error against the target), the
-per-clip max / min cost ratio, the knob's clip-1, and the clip-1 of the model trained for that cost
-where there is one. Writes `budget_vs_sweep.md` / `.json` / `.png` next to the study's results.
+validation videos (3 clips each), a set the calibration never saw. Prints, per point: the target,
+the GFLOPs reached (and its error against the target), the per-clip max / min cost ratio, the
+knob's clip-1, and the clip-1 of the model trained for that cost where there is one. Writes `budget_vs_sweep.md` / `.json` / `.png` next to the study's results.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="", help="the study run to evaluate (default: both-s<seed>; e.g. a "
                         "run trained with train.budget_offsets)")
-    parser.add_argument("--calibration-clips", type=int, default=0,
+    parser.add_argument("--calibration-clips", type=int, default=None,
                         help="training clips to calibrate on (default: train.budget_calibration_clips)")
     args = parser.parse_args()
 
@@ -55,7 +55,7 @@ def main() -> int:
                                              "gflops_avg": r["gflops_avg"], "ratio": r["ratio"]}
     static = json.loads((runs / f"static-s{args.seed}" / "result.json").read_text())
     cfg, model = load_trained(str(model_dir))
-    ensure_budget_calibration(cfg, model, num_clips=args.calibration_clips or None)  # as finish_run does
+    ensure_budget_calibration(cfg, model, num_clips=args.calibration_clips)  # as finish_run does
     low, high = reachable(model)
     targets = sorted({*(r for r in trained if low <= r <= high), 0.6, 0.8} - {1.0}) + [1.0]
     targets = [t for t in targets if low <= t <= high]

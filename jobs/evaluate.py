@@ -111,7 +111,7 @@ def ensure_budget_calibration(cfg: Config, model: torch.nn.Module, *, num_clips:
 
     if float(model.budget_table[:, 1].abs().sum()) > 0:
         return
-    num_clips = num_clips or cfg.train.budget_calibration_clips
+    num_clips = cfg.train.budget_calibration_clips if num_clips is None else num_clips
     log(f"calibrating the budget knob on {num_clips} clips of {cfg.data.root}/{cfg.data.train_split}")
     calibrate_budget(model, calibration_clips(cfg, num_clips, device))
 
