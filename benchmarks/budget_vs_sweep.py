@@ -9,7 +9,8 @@ separately trained lambda_e 1 and 10 models of the same seed reached, at its own
 `train.budget_calibration_clips` training clips (240); every figure here is measured on the 300
 validation videos (3 clips each), a set the calibration never saw. Prints, per point: the target,
 the GFLOPs reached (and its error against the target), the per-clip max / min cost ratio, the
-knob's clip-1, and the clip-1 of the model trained for that cost where there is one. Writes `budget_vs_sweep.md` / `.json` / `.png` next to the study's results.
+knob's clip-1, and the clip-1 of the model trained for that cost where there is one. Writes
+`budget_vs_sweep_<model>.md` / `.json` / `.png` next to the study's results.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     out = Path(args.study)
-    stem = "budget_vs_sweep" + ("" if name == f"both-s{args.seed}" else f"_{name}")
+    stem = f"budget_vs_sweep_{name}"  # one file set per model, so seeds and variants never overwrite each other
     (out / f"{stem}.md").write_text(
         f"One VA-RED² model ({name}) at each budget vs the models trained "
         f"for that cost; the study's 300 validation videos x 3 clips, hard policy; reachable "
