@@ -88,40 +88,64 @@ class _Plan:
     inverse_factors: Tensor  # 1 / R_j
 
 
-class _StraightThroughMix(torch.autograd.Function):
-    """The straight-through mix of S variants: forward = each sample's chosen variant, exactly; the
-    gradient is that of sum_k w_k * variant_k with w = onehot(chosen) + p - p.detach(): d/dp_k =
-    <g, variant_k> per sample, d/d variant_k = g on the samples that chose k. The same values as
-    forming that weighted sum, without its S full-size products and sums."""
+def _sample_dots(a: Tensor, b: Tensor) -> Tensor:
+    """(B,) <a_b, b_b> for two tensors with the same number of elements per sample, as B BLAS dots
+    (einsum("bi,bi->b") lowers to a batched matrix product that ran 11x slower on CPU)."""
+    return torch.stack([torch.dot(ai.reshape(-1), bi.reshape(-1).to(ai.dtype)) for ai, bi in zip(a, b)])
+
+
+class _StraightThroughRegions(torch.autograd.Function):
+    """The straight-through mix of S variants (ours): forward = each sample's chosen variant, exactly;
+    the gradient is that of sum_k w_k * variant_k with w = onehot(chosen) + p - p.detach(). The
+    variants differ from a base output only in a region each: option k > 0 replaces `region_k(base)` (a view: the rebuilt maps of a channel variant, the
+    rebuilt frames of a temporal one) by `rebuilt_k`, computed only for the samples that chose k.
+
+    Same forward, same gradients for base, rebuilt maps and everything behind them. The gradient of
+    the choice probabilities is <g, variant_k - variant_0> = <g[region_k], diff_k> per sample, with
+    diff_k = rebuilt_k - base[region_k] over the whole batch (the distortion term computes it anyway):
+    a constant per sample less than the weighted sum's <g, variant_k>, which the softmax the
+    probabilities come from cancels exactly. So a training step computes no full-size variant, no
+    full-size product per option, and the cheap ops only for the samples that use them.
+
+    forward(plan, chosen, probs, base, *rebuilt, *diffs) writes into `base` (contiguous): plan[k - 1] = (region_k, idx_k) for
+    k = 1..S-1, idx_k the samples that chose k; rebuilt_k is None where idx_k is empty, diff_k None
+    where the option rebuilds nothing (it equals the base).
+    """
 
     @staticmethod
-    def forward(ctx, chosen: Tensor, probs: Tensor, *variants: Tensor) -> Tensor:
-        ctx.save_for_backward(chosen, *variants)
-        ctx.uniform = None
-        if not torch.compiler.is_compiling():
-            first = int(chosen[0])
-            if bool((chosen == first).all()):
-                ctx.uniform = first
-                return variants[first].clone()
-        out = variants[0].clone()
-        for k in range(1, len(variants)):
-            mask = (chosen == k).view(-1, *([1] * (out.dim() - 1)))
-            out = torch.where(mask, variants[k], out)
+    def forward(ctx, plan, chosen: Tensor, probs: Tensor, base: Tensor, *tensors: Tensor | None) -> Tensor:
+        k_options = len(plan)
+        rebuilt, diffs = tensors[:k_options], tensors[k_options:]
+        # In place: the base is the layer's own fresh output that nothing saved for backward reads
+        # (autograd's version check would refuse otherwise), so a step copies no full-size tensor.
+        out = base
+        for (region, idx), new in zip(plan, rebuilt):
+            if new is not None:
+                region(out).index_copy_(0, idx, new.to(out.dtype))
+        ctx.mark_dirty(out)
+        ctx.plan, ctx.options = plan, probs.shape[1]
+        ctx.used = [new is not None for new in rebuilt]
+        ctx.save_for_backward(*[d if d is not None else None for d in diffs])
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        chosen, *variants = ctx.saved_tensors
-        g = grad.flatten(1)
-        grad_probs = torch.stack([torch.einsum("bi,bi->b", g, v.flatten(1).to(g.dtype)) for v in variants], dim=1)
-        grads = []
-        for k in range(len(variants)):
-            if ctx.uniform is not None:
-                grads.append(grad if k == ctx.uniform else None)
+        grad = grad.contiguous()
+        diffs = ctx.saved_tensors
+        grad_probs = grad.new_zeros(grad.shape[0], ctx.options)
+        for k, ((region, _), diff) in enumerate(zip(ctx.plan, diffs), start=1):
+            if diff is not None:
+                grad_probs[:, k] = _sample_dots(region(grad), diff)
+        grad_base, grad_rebuilt = grad, []
+        if any(ctx.used):
+            grad_base = grad.clone()
+        for (region, idx), used in zip(ctx.plan, ctx.used):
+            if used:
+                grad_rebuilt.append(region(grad).index_select(0, idx))
+                region(grad_base).index_fill_(0, idx, 0)
             else:
-                mask = (chosen == k).view(-1, *([1] * (grad.dim() - 1)))
-                grads.append(grad * mask if bool(mask.any()) else None)
-        return (None, grad_probs, *grads)
+                grad_rebuilt.append(None)
+        return (None, None, grad_probs, grad_base, *grad_rebuilt, *[None] * len(diffs))
 
 
 def _put(dst: Tensor, idx: Tensor | None, src: Tensor) -> Tensor:
@@ -387,22 +411,20 @@ class DynamicConvBase(nn.Module):
         frames = self.temporal_op.new_frames_3d(full, factor)  # (B, C, n, R - 1, H, W)
         return torch.cat([full.unsqueeze(3), frames], dim=3).flatten(2, 3)
 
-    def _mix(self, values: Tensor, probs: Tensor, chosen: Tensor, variants: list[Tensor]) -> Tensor:
-        """The training output of one head from its S variants.
+    def _mix(self, values: Tensor, variants: list[Tensor]) -> Tensor:
+        """The paper's soft training output of one head: sum_k V_k * variant_k with the raw gate values.
 
-        "soft" (the paper): sum_k V_k * variant_k with the raw gate values. "straight_through" (ours):
-        the forward is the one-hot argmax choice, exactly what hard inference runs, while the
-        gradient reaches the gate's choice probabilities v (`GateValues.*_probs`) as in soft mode
-        (w = onehot + v - v.detach(); `_StraightThroughMix`). Pure soft mixing trains the network on
-        a blend of variants that argmax inference never computes (on the demo data a soft-trained
+        The default, "straight_through" (ours, `_straight_channels` / `_straight_frames`), runs
+        forward the one-hot argmax choice, exactly what hard inference runs, while the gradient
+        reaches the gate's choice probabilities v (`GateValues.*_probs`) as in soft mode
+        (w = onehot + v - v.detach(); `_StraightThroughRegions`). Pure soft mixing trains the network
+        on a blend of variants that argmax inference never computes (on the demo data a soft-trained
         model scored 0.65 in soft mode, chance in hard mode, before BatchNorm recalibration).
         Probabilities keep the part of the gradient common to all options out: it cannot change the
         choice, but on the raw values it pushed whole heads to 0 (7% of heads ended dead, never to
         get a gradient again).
         """
-        if self.gate_training == "soft":
-            return sum(self._bcast(values[:, k]) * v for k, v in enumerate(variants))
-        return _StraightThroughMix.apply(chosen, probs, *variants)
+        return sum(self._bcast(values[:, k]) * v for k, v in enumerate(variants))
 
     def _soft(self, x: Tensor, gate: GateValues, forced_i: int | None, forced_j: int | None,
               factors: list[int], out_frames: int, ci: Tensor, tj: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -417,62 +439,125 @@ class DynamicConvBase(nn.Module):
                 mean = flat.sum(dim=2).sum(dim=0) / n
                 var = (flat * flat).sum(dim=2).sum(dim=0) / n - mean * mean
                 inv_var = 1.0 / (var * n / max(n - 1, 1)).clamp_min(1e-6)
+        straight = self.gate_training == "straight_through"
         if self.has_channel:
             if forced_i is not None:
                 y = self._fill_channels(y[:, : self.computed_channels[forced_i]], forced_i)
             else:
-                variants = [self._fill_channels(y[:, :m], i) for i, m in enumerate(self.computed_channels)]
-                distortion = self._distortion(gate.channel_probs, self._channel_errors(y, inv_var))
-                y = self._mix(gate.channel, gate.channel_probs, ci, variants)
+                errors, diffs = self._channel_errors(y, inv_var)
+                distortion = self._distortion(gate.channel_probs, errors)
+                if straight:
+                    y = self._straight_channels(y, gate.channel_probs, ci, diffs)
+                else:
+                    variants = [self._fill_channels(y[:, :m], i) for i, m in enumerate(self.computed_channels)]
+                    y = self._mix(gate.channel, variants)
         if self.has_temporal:
             if forced_j is not None:
                 f = factors[forced_j]
                 y = self._fill_frames(y[:, :, ::f], f, out_frames)
             else:
-                variants = [self._fill_frames(y[:, :, ::f], f, out_frames) for f in factors]
-                d = self._distortion(gate.temporal_probs, self._temporal_errors(y, inv_var, factors, out_frames))
+                errors, diffs = self._temporal_errors(y, inv_var, factors, out_frames)
+                d = self._distortion(gate.temporal_probs, errors)
                 distortion = d if distortion is None else distortion + d
-                y = self._mix(gate.temporal, gate.temporal_probs, tj, variants)
+                if straight:
+                    y = self._straight_frames(y, gate.temporal_probs, tj, diffs, factors, out_frames)
+                else:
+                    variants = [self._fill_frames(y[:, :, ::f], f, out_frames) for f in factors]
+                    y = self._mix(gate.temporal, variants)
         return y, distortion
 
-    @staticmethod
-    def _error(rebuilt: Tensor, target: Tensor, inv_var: Tensor, total: int) -> Tensor:
-        """(B,) sum of squared errors in units of each channel's variance (channels on dim 1),
-        divided by the `total` number of output elements per sample."""
-        shape = (1, -1) + (1,) * (target.dim() - 2)
-        return ((rebuilt.float() - target.float()) ** 2 * inv_var.view(shape)).flatten(1).sum(dim=1) / total
+    def _straight_channels(self, y: Tensor, probs: Tensor, chosen: Tensor, diffs: list[Tensor | None]) -> Tensor:
+        """The straight-through channel mix (`_StraightThroughRegions`): the full output, with the
+        rebuilt maps m_i: of the samples that chose r_i < 1 computed from their m_i computed maps."""
+        plan, rebuilt = [], []
+        for i, m in enumerate(self.computed_channels[1:], start=1):
+            idx = (chosen == i).nonzero().squeeze(1)
+            plan.append((lambda t, m=m: t[:, m:], idx))
+            if idx.numel() == 0 or self.channel_ops[i - 1].new == 0:
+                rebuilt.append(None)
+                continue
+            new = self.channel_ops[i - 1].new_maps(self._as_frames(y[:, :m].index_select(0, idx)))
+            rebuilt.append(new if self.spatial_dims == 3 else new.squeeze(2))
+        diffs = [None if d is None else (d if self.spatial_dims == 3 else d.squeeze(2)) for d in diffs[1:]]
+        return _StraightThroughRegions.apply(plan, chosen, probs, y, *rebuilt, *diffs)
 
-    def _channel_errors(self, y: Tensor, inv_var: Tensor) -> Tensor:
+    def _straight_frames(self, y: Tensor, probs: Tensor, chosen: Tensor, diffs: list[Tensor | None],
+                         factors: list[int], out_frames: int) -> Tensor:
+        """The same for the temporal head: the rebuilt frames of the samples that chose R_j > 1 (the
+        whole variant where a trimmed last group leaves no fixed frame pattern)."""
+        b, c, t, h, w = y.shape
+        plan, rebuilt = [], []
+        for j, f in enumerate(factors[1:], start=1):
+            idx = (chosen == j).nonzero().squeeze(1)
+            if f == 1:
+                region = (lambda z: z[:, :0])
+            elif t % f == 0:
+                region = (lambda z, f=f: z.view(z.shape[0], c, t // f, f, h, w)[:, :, :, 1:])
+            else:
+                region = (lambda z: z)
+            plan.append((region, idx))
+            if idx.numel() == 0 or f == 1:
+                rebuilt.append(None)
+                continue
+            src = y[:, :, ::f].index_select(0, idx)
+            rebuilt.append(self.temporal_op.new_frames(src, f) if t % f == 0 else self._fill_frames(src, f, out_frames))
+        return _StraightThroughRegions.apply(plan, chosen, probs, y, *rebuilt, *diffs[1:])
+
+    @staticmethod
+    def _error(rebuilt: Tensor, target: Tensor, inv_var: Tensor, total: int) -> tuple[Tensor, Tensor]:
+        """(B,) sum of squared errors in units of each channel's variance (channels on dim 1),
+        divided by the `total` number of output elements per sample; and the detached difference
+        rebuilt - target (the straight-through mix's gradient of the choice reads it)."""
+        diff = rebuilt.float() - target.float()
+        # Per-channel sums of squares, then weighted: no full-size broadcast product (2x faster).
+        return (diff * diff).flatten(2).sum(dim=2) @ inv_var / total, diff.detach()
+
+    def _channel_errors(self, y: Tensor, inv_var: Tensor) -> tuple[Tensor, list[Tensor | None]]:
         """(B, S): how much of the full output each channel variant gets wrong (only its rebuilt maps
-        differ), computed from the detached full output so that only the cheap ops get a gradient."""
+        differ), computed from the detached full output so that only the cheap ops get a gradient;
+        and per option the difference of its rebuilt maps from the full ones (None: nothing rebuilt)."""
         frames = self._as_frames(y.detach())
         total = frames[0].numel()
-        errors = [frames.new_zeros(frames.shape[0], dtype=torch.float32)]
+        errors, diffs = [frames.new_zeros(frames.shape[0], dtype=torch.float32)], [None]
         for i, m in enumerate(self.computed_channels[1:], start=1):
             op = self.channel_ops[i - 1]
             if op.new == 0:
                 errors.append(errors[0])
+                diffs.append(None)
                 continue
-            errors.append(self._error(op.new_maps(frames[:, :m]), frames[:, m:], inv_var[m:], total))
-        return torch.stack(errors, dim=1)
+            error, diff = self._error(op.new_maps(frames[:, :m]), frames[:, m:], inv_var[m:], total)
+            errors.append(error)
+            diffs.append(diff)
+        return torch.stack(errors, dim=1), diffs
 
-    def _temporal_errors(self, y: Tensor, inv_var: Tensor, factors: list[int], out_frames: int) -> Tensor:
-        """(B, S): the same for the temporal variants of `y` (the channel-mixed output)."""
+    def _temporal_errors(self, y: Tensor, inv_var: Tensor, factors: list[int],
+                         out_frames: int) -> tuple[Tensor, list[Tensor | None]]:
+        """(B, S) and the differences: the same for the temporal variants of `y` (the channel-mixed
+        output); a difference holds the rebuilt frames only, or the whole variant after a trimmed
+        last group."""
         y = y.detach()
         b, c, t, h, w = y.shape
         total = y[0].numel()
-        errors = []
+        errors, diffs = [], []
         for f in factors:
             if f == 1:
                 errors.append(y.new_zeros(b, dtype=torch.float32))
-            elif t % f == 0:  # frames i * f + k, k >= 1, are the rebuilt ones
+                diffs.append(None)
+                continue
+            # A copy: the strided slice would fold into the cheap op's (B, C * n, H, W) as a view of y
+            # that its conv saves for backward (and copies to dense anyway), while the straight-through
+            # mix writes into y in place.
+            src = y[:, :, ::f].clone(memory_format=torch.contiguous_format)
+            if t % f == 0:  # frames i * f + k, k >= 1, are the rebuilt ones
                 n = t // f
-                new = self.temporal_op.new_frames(y[:, :, ::f], f)  # (B, C, n, f - 1, H, W)
+                new = self.temporal_op.new_frames(src, f)  # (B, C, n, f - 1, H, W)
                 target = y.reshape(b, c, n, f, h, w)[:, :, :, 1:]
-                errors.append(self._error(new, target, inv_var, total))
+                error, diff = self._error(new, target, inv_var, total)
             else:  # a trimmed last group: compare whole variants
-                errors.append(self._error(self._fill_frames(y[:, :, ::f], f, out_frames), y, inv_var, total))
-        return torch.stack(errors, dim=1)
+                error, diff = self._error(self._fill_frames(src, f, out_frames), y, inv_var, total)
+            errors.append(error)
+            diffs.append(diff)
+        return torch.stack(errors, dim=1), diffs
 
     @staticmethod
     def _distortion(probs: Tensor, errors: Tensor) -> Tensor:

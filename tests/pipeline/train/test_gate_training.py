@@ -3,6 +3,7 @@ cheap op gets a gradient, no gate head dies, a gate decides the same in training
 distortion term ranks a still clip as cheaper than a moving one, and the gates do not reshape the
 backbone's features."""
 
+import pytest
 import torch
 
 from pipeline.config import apply_overrides, get_preset
@@ -119,24 +120,66 @@ def test_efficiency_and_distortion_terms_do_not_reach_the_backbone_weights():
             assert param.grad is None or param.grad.abs().sum() == 0, name
 
 
-def test_straight_through_mix_matches_the_weighted_sum_it_stands_for():
-    from pipeline.models.dynamic_conv import _StraightThroughMix
+@pytest.mark.parametrize("conv_name,mode,search_space,frames", [
+    ("3d", "both", 2, 4), ("3d", "both", 3, 4), ("3d", "both", 2, 3), ("3d", "temporal", 3, 3),
+    ("3d", "channel", 3, 4), ("2d", "channel", 3, 1)])
+def test_straight_through_training_equals_the_weighted_sum_it_stands_for(conv_name, mode, search_space, frames):
+    """The layer's straight-through step (rebuilt regions only, cheap ops only for the samples that
+    chose them) against its definition: every variant at full size, mixed by
+    w = onehot(argmax) + p - p.detach(); same output, distortion and gradient of every parameter."""
+    import copy
+
+    from torch import nn
+
+    from pipeline.models.dynamic_conv import DynamicConv2d, DynamicConv3d
 
     torch.manual_seed(0)
-    for chosen in (torch.tensor([0, 1, 1, 0]), torch.tensor([1, 1, 1, 1])):
-        logits = torch.randn(4, 2, requires_grad=True)
-        variants = [torch.randn(4, 3, 2, 5, 5, requires_grad=True) for _ in range(2)]
-        probs = logits.softmax(dim=1)
-        onehot = torch.nn.functional.one_hot(chosen, 2).float()
-        w = onehot + probs - probs.detach()
-        reference = sum(w[:, k].view(-1, 1, 1, 1, 1) * v for k, v in enumerate(variants))
-        g = torch.randn_like(reference)
-        ref_grads = torch.autograd.grad(reference, [logits, *variants], g, retain_graph=True)
-        mixed = _StraightThroughMix.apply(chosen, probs, *variants)
-        torch.testing.assert_close(mixed, reference)
-        grads = torch.autograd.grad(mixed, [logits, *variants], g, allow_unused=True)
-        for got, want in zip(grads, ref_grads):
-            torch.testing.assert_close(torch.zeros_like(want) if got is None else got, want)
+    if conv_name == "3d":
+        layer = DynamicConv3d.from_conv(nn.Conv3d(6, 8, 3, padding=1), mode=mode, search_space=search_space)
+        x = torch.randn(8, 6, frames, 5, 5)
+    else:
+        layer = DynamicConv2d.from_conv(nn.Conv2d(6, 8, 3, padding=1), search_space=search_space)
+        x = torch.randn(8, 6, 5, 5)
+    with torch.no_grad():
+        layer.gate.fc2.weight.normal_(std=3.0)  # choices that differ from sample to sample
+        for op in [*(layer.channel_ops or []), *([layer.temporal_op] if layer.temporal_op else [])]:
+            for p in op.parameters():
+                p.add_(0.3 * torch.randn_like(p))  # rebuilt maps that differ from copies
+    layer.gate_training = "straight_through"
+    reference = copy.deepcopy(layer)
+    reference.gate_training = "soft"
+    seen = {}
+    gate_forward = reference.gate.forward
+
+    def remember(z):
+        seen["gate"] = gate_forward(z)
+        return seen["gate"]
+
+    def weighted(values, variants):
+        gate = seen["gate"]
+        probs = gate.channel_probs if values is gate.channel else gate.temporal_probs
+        w = torch.nn.functional.one_hot(probs.argmax(dim=1), probs.shape[1]).to(probs) + probs - probs.detach()
+        return sum(reference._bcast(w[:, k]) * v for k, v in enumerate(variants))
+
+    reference.gate.forward, reference._mix = remember, weighted
+    g = None
+    results = []
+    for m in (layer, reference):
+        m.train()
+        m.gate.eval()  # the same gate decisions in both (no running-statistics update in between)
+        out = m(x)
+        g = torch.randn_like(out) if g is None else g
+        loss = (out * g).sum() + m.record.distortion.sum() + m.record.expected_ratio.sum()
+        grads = torch.autograd.grad(loss, list(m.parameters()), allow_unused=True)
+        results.append((out, m.record, [torch.zeros_like(p) if gr is None else gr
+                                        for p, gr in zip(m.parameters(), grads)]))
+    (out, rec, grads), (ref_out, ref_rec, ref_grads) = results
+    combos = rec.channel_index * search_space + rec.temporal_index
+    assert combos.unique().numel() > 1  # the case under test: samples taking different variants
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(rec.distortion, ref_rec.distortion)
+    for (name, _), got, want in zip(layer.named_parameters(), grads, ref_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def _gate_trained_on_still_and_flicker(gate_input: str) -> tuple[torch.Tensor, torch.Tensor]:
