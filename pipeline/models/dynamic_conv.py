@@ -97,8 +97,9 @@ def _sample_dots(a: Tensor, b: Tensor) -> Tensor:
 class _StraightThroughRegions(torch.autograd.Function):
     """The straight-through mix of S variants (ours): forward = each sample's chosen variant, exactly;
     the gradient is that of sum_k w_k * variant_k with w = onehot(chosen) + p - p.detach(). The
-    variants differ from a base output only in a region each: option k > 0 replaces `region_k(base)` (a view: the rebuilt maps of a channel variant, the
-    rebuilt frames of a temporal one) by `rebuilt_k`, computed only for the samples that chose k.
+    variants differ from a base output only in a region each: option k > 0 replaces
+    `region_k(base)` (a view: the rebuilt maps of a channel variant, the rebuilt frames of a
+    temporal one) by `rebuilt_k`, computed only for the samples that chose k.
 
     Same forward, same gradients for base, rebuilt maps and everything behind them. The gradient of
     the choice probabilities is <g, variant_k - variant_0> = <g[region_k], diff_k> per sample, with
@@ -107,8 +108,8 @@ class _StraightThroughRegions(torch.autograd.Function):
     probabilities come from cancels exactly. So a training step computes no full-size variant, no
     full-size product per option, and the cheap ops only for the samples that use them.
 
-    forward(plan, chosen, probs, base, *rebuilt, *diffs) writes into `base` (contiguous): plan[k - 1] = (region_k, idx_k) for
-    k = 1..S-1, idx_k the samples that chose k; rebuilt_k is None where idx_k is empty, diff_k None
+    forward(plan, chosen, probs, base, *rebuilt, *diffs) writes into `base` (contiguous):
+    plan[k - 1] = (region_k, idx_k) for k = 1..S-1, idx_k the samples that chose k; rebuilt_k is None where idx_k is empty, diff_k None
     where the option rebuilds nothing (it equals the base).
     """
 
@@ -125,7 +126,7 @@ class _StraightThroughRegions(torch.autograd.Function):
         ctx.mark_dirty(out)
         ctx.plan, ctx.options = plan, probs.shape[1]
         ctx.used = [new is not None for new in rebuilt]
-        ctx.save_for_backward(*[d if d is not None else None for d in diffs])
+        ctx.save_for_backward(*diffs)
         return out
 
     @staticmethod
@@ -478,8 +479,8 @@ class DynamicConvBase(nn.Module):
                 continue
             new = self.channel_ops[i - 1].new_maps(self._as_frames(y[:, :m].index_select(0, idx)))
             rebuilt.append(new if self.spatial_dims == 3 else new.squeeze(2))
-        diffs = [None if d is None else (d if self.spatial_dims == 3 else d.squeeze(2)) for d in diffs[1:]]
-        return _StraightThroughRegions.apply(plan, chosen, probs, y, *rebuilt, *diffs)
+        # A 2D layer's diffs keep their frame axis of 1: the gate gradient's dots read them flat.
+        return _StraightThroughRegions.apply(plan, chosen, probs, y, *rebuilt, *diffs[1:])
 
     def _straight_frames(self, y: Tensor, probs: Tensor, chosen: Tensor, diffs: list[Tensor | None],
                          factors: list[int], out_frames: int) -> Tensor:
