@@ -109,8 +109,8 @@ class _StraightThroughRegions(torch.autograd.Function):
     full-size product per option, and the cheap ops only for the samples that use them.
 
     forward(plan, chosen, probs, base, *rebuilt, *diffs) writes into `base` (contiguous):
-    plan[k - 1] = (region_k, idx_k) for k = 1..S-1, idx_k the samples that chose k; rebuilt_k is None where idx_k is empty, diff_k None
-    where the option rebuilds nothing (it equals the base).
+    plan[k - 1] = (region_k, idx_k) for k = 1..S-1, idx_k the samples that chose k; rebuilt_k is
+    None where idx_k is empty, diff_k None where the option rebuilds nothing (it equals the base).
     """
 
     @staticmethod
