@@ -108,12 +108,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
         # A static model's checkpoint: its backbone weights; gates and cheap ops start from a
         # calibration on training clips (before DDP, which then broadcasts rank 0's state).
         model.to(device)
-        quality = start_from_static(model, load_checkpoint(cfg.train.init_from), train_loader,
+        static_state = load_checkpoint(cfg.train.init_from)  # a run folder reads as its newest
+        quality = start_from_static(model, static_state, train_loader,
                                     calibrate_batches=cfg.train.calibrate_batches, device=device)
         if rank == 0:
             detail = (f"; cheap ops calibrated on {cfg.train.calibrate_batches} batches (mean R^2 of the "
                       f"rebuilt maps {sum(quality.values()) / len(quality):.2f})" if quality else "")
-            print(f"initialised the backbone from {cfg.train.init_from}{detail}")
+            print(f"initialised the backbone from {static_state['source']}{detail}")
     if cfg.train.sync_bn and world > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     # Temporal cheap ops of layers whose T_out is smaller than R get no gradient at that input

@@ -12,7 +12,8 @@ HELP = "policy maps, cheapest/costliest clips, cost distribution, redundancy (CC
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("source", help="checkpoint directory / file, or models:/NAME@ALIAS, runs:/ID/model")
+    parser.add_argument("source", help="checkpoint directory / file, a run folder (its newest checkpoint), "
+                        "or models:/NAME@ALIAS, runs:/ID/model")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides, e.g. data.root=data/demo/shards data.eval_clips=3")
     parser.add_argument("--out", default="", help="output folder (default: analysis/<config name>)")

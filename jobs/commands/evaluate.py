@@ -15,7 +15,8 @@ HELP = "evaluate a checkpoint or models:/NAME@ALIAS (clip-1, video-1/5, GFLOPs, 
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("source", help="checkpoint directory / file, or models:/NAME@ALIAS")
+    parser.add_argument("source", help="checkpoint directory / file, a run folder (its newest checkpoint), "
+                        "or models:/NAME@ALIAS")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--budget", default="", metavar="B[,B...]",
                         help="evaluate at these compute budgets: fractions of the static model's GFLOPs "

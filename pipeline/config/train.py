@@ -64,7 +64,7 @@ class TrainConfig(Section):
     # clips up to 5.8% off target (the 48 were more redundant than the average clip), 240 within 1.0%,
     # at about 4x the calibration time.
     budget_calibration_clips: int = 240
-    init_from: str = ""  # checkpoint of a static backbone to start the dynamic stage from
+    init_from: str = ""  # static backbone for the dynamic stage: checkpoint, or run folder (its newest)
     amp: bool = True  # mixed precision, used only on GPU
     sync_bn: bool = False
     grad_clip: float = 0.0  # 0 = off

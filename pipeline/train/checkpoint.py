@@ -61,13 +61,7 @@ def save_checkpoint(directory: str | Path, *, model: nn.Module, optimizer=None, 
     return path
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint file (or the `checkpoint.pt` inside a directory) without running code."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_FILE
-    if not path.exists():
-        raise ValueError(f"no checkpoint at {path}")
+def _read(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         state["config"] = json.loads(state["config"])
@@ -75,6 +69,30 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not a readable vared2 checkpoint ({type(err).__name__}: "
                          f"{str(err).splitlines()[0] if str(err) else ''})") from err
     return state
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint file, the `checkpoint.pt` inside a checkpoint folder, or, given a run's
+    folder (`runs/<run name>`, holding Ray Train's `checkpoint_*` folders), its newest checkpoint
+    that reads back whole; without running code. The state's `source` is the file read."""
+    path = Path(path)
+    if path.is_dir() and not (path / CHECKPOINT_FILE).exists():
+        found = sorted((p for p in path.glob(f"checkpoint_*/{CHECKPOINT_FILE}")), reverse=True)
+        if not found:
+            raise ValueError(f"no checkpoint at {path}: give a checkpoint folder (holding "
+                             f"{CHECKPOINT_FILE}), a checkpoint file, or a run folder holding checkpoint_* folders")
+        errors = []
+        for file in found:  # Ray Train names them by time: the newest first
+            try:
+                return {**_read(file), "source": str(file.parent)}
+            except ValueError as err:
+                errors.append(str(err))
+        raise ValueError(f"no checkpoint in the run folder {path} reads back whole: {'; '.join(errors)}")
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    if not path.exists():
+        raise ValueError(f"no checkpoint at {path}")
+    return {**_read(path), "source": str(path.parent if path.name == CHECKPOINT_FILE else path)}
 
 
 def update_weights(directory: str | Path, model: nn.Module) -> Path:
