@@ -7,7 +7,7 @@ import torch
 
 from pipeline.config import get_preset
 from pipeline.data.contract import Batch
-from pipeline.models import build_model
+from pipeline.models import build_model, dynamic_layers
 from pipeline.train.step import train_step
 
 NUM_CLASSES = 4
@@ -48,8 +48,12 @@ def debug_cfg():
 
 @pytest.fixture(scope="session")
 def trained(debug_cfg):
-    """(model, eval batches): the debug model after 6 soft-mode steps; a high learning rate and
-    lambda_e = 10 move the gates off their full-compute start, so the clips' policies differ."""
+    """(model, eval batches): the debug model after 6 training steps (a high learning rate and
+    lambda_e = 10 move the gates off their full-compute start), then its gates' last layers given
+    large random weights. Where those 6 steps leave the policy depends on the CPU's floating-point
+    paths (on one machine every clip ended on the same policy, on others they differed); with the
+    random gate weights each clip's choices follow its content on every CPU, so the clips'
+    policies differ, which the properties tested here need (they hold for any model)."""
     torch.manual_seed(0)
     model = build_model(debug_cfg.model)
     clips, labels = synthetic_clips(4, frames=debug_cfg.data.num_frames, size=debug_cfg.data.crop_size)
@@ -58,6 +62,9 @@ def trained(debug_cfg):
     for _ in range(6):
         idx = torch.randperm(len(labels), generator=g)[:8]
         train_step(model, clips[idx], labels[idx], optimizer, lambda_e=10.0)
+    with torch.no_grad():
+        for _, layer in dynamic_layers(model):
+            layer.gate.fc2.weight.copy_(torch.randn(layer.gate.fc2.weight.shape, generator=g) * 3.0)
     eval_clips, eval_labels = synthetic_clips(3, frames=debug_cfg.data.num_frames,
                                               size=debug_cfg.data.crop_size, seed=7)
     return model.eval(), as_batches(eval_clips, eval_labels)
