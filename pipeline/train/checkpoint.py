@@ -85,8 +85,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         for file in found:  # Ray Train names them by time: the newest first
             try:
                 return {**_read(file), "source": str(file.parent)}
-            except ValueError as err:
-                errors.append(str(err))
+            except (ValueError, OSError) as err:  # a file cut short raises OSError in torch.load
+                errors.append(f"{file}: {err}" if isinstance(err, OSError) else str(err))
         raise ValueError(f"no checkpoint in the run folder {path} reads back whole: {'; '.join(errors)}")
     if path.is_dir():
         path = path / CHECKPOINT_FILE

@@ -22,6 +22,11 @@ def test_a_run_folder_reads_as_its_newest_checkpoint_that_reads_back_whole(tmp_p
     cut.mkdir()
     (cut / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     assert load_checkpoint(run)["epoch"] == 1
+    half = run / "checkpoint_2026-12-04_19-07-00.000000"  # and one the disk filled up under
+    _save(half, epoch=2)
+    data = (half / CHECKPOINT_FILE).read_bytes()
+    (half / CHECKPOINT_FILE).write_bytes(data[: len(data) // 2])
+    assert load_checkpoint(run)["epoch"] == 1
     # A checkpoint folder and a file still read as themselves.
     first = run / "checkpoint_2026-12-04_19-04-53.430204"
     assert load_checkpoint(first)["epoch"] == 0 == load_checkpoint(first / CHECKPOINT_FILE)["epoch"]
