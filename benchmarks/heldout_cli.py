@@ -156,23 +156,17 @@ def metric(text: str, name: str) -> float:
 
 
 def cost_per_motion(out: Path, run: Path, common: list[str]) -> dict[str, tuple[int, float]]:
-    import torch
-
+    """{motion kind: (clips, mean cost as a fraction of static)} of the model on the val split."""
     from jobs.models import load_trained
+    from pipeline.analysis import collect_policies
     from pipeline.data import build_loader
 
     motion = dict(csv.reader(open(out / "val_motion.csv")))
     cfg, model = load_trained(str(run), common)
-    model.eval()
-    model.set_execution("hard")
-    shape = (3, cfg.data.num_frames, cfg.data.crop_size, cfg.data.crop_size)
+    records = collect_policies(model, build_loader(cfg.data, split=cfg.data.val_split, train=False))
     costs: dict[str, list[float]] = {}
-    with torch.no_grad():
-        for batch in build_loader(cfg.data, split=cfg.data.val_split, train=False):
-            macs = model(batch.clips).macs
-            for key, valid, m in zip(batch.keys, batch.valid, macs):
-                if valid:
-                    costs.setdefault(motion[key.split("_")[0]], []).append(float(m) / model.static_macs(shape))
+    for key, cost in zip(records.keys, records.cost_ratio.tolist()):
+        costs.setdefault(motion[key.split("_")[0]], []).append(cost)
     return {k: (len(v), sum(v) / len(v)) for k, v in costs.items()}
 
 
