@@ -30,8 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from jobs.demo import DYNAMIC_STAGE, STATIC_STAGE  # noqa: E402  (the demo's own two stages)
+
 av.logging.set_level(av.logging.ERROR)
-STATIC_STAGE = ["model.dynamic=none", "train.epochs=16", "train.lr=3e-3", "train.lambda_e=0", "train.eval_every=100"]
+
 SHAPES = ("disc", "square", "triangle", "cross", "ring", "bar")
 MOTIONS = ("still", "drift", "fast", "pan", "blink")
 CODECS = (("libx264", ".mp4", "yuv420p"), ("mpeg4", ".avi", "yuv420p"), ("libvpx-vp9", ".webm", "yuv420p"),
@@ -193,7 +195,7 @@ def main() -> int:
                     work, work / "train-static.log")
     print(f"static trained ({time.perf_counter() - started:.0f} s)", flush=True)
     dynamic = vared2(["train", "--preset", "demo", "model.dynamic=both", f"train.init_from={work}/runs/heldout-static",
-                      "train.eval_every=100", *common, "runtime.run_name=heldout-both"], work, work / "train-both.log")
+                      *DYNAMIC_STAGE, *common, "runtime.run_name=heldout-both"], work, work / "train-both.log")
     print(f"VA-RED² trained ({time.perf_counter() - started:.0f} s)", flush=True)
     evals = {name: vared2(["evaluate", f"{work}/runs/heldout-{name}", *common], work, work / f"evaluate-{name}.log")
              for name in ("static", "both")}
