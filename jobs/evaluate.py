@@ -170,14 +170,14 @@ def budget_table(rows: list[dict]) -> str:
 
 def finish_run(cfg: Config, run_id: str, checkpoint_dir: str | Path, *, tracker: Tracker | None = None) -> dict:
     """Evaluate the final checkpoint and log metrics + evaluation.json + the model to `run_id`
-    (`jobs.run` closes the run). A VA-RED² model is first calibrated for the budget knob, and the
-    calibration is written into the checkpoint that is logged, so the registered and served model
-    carry it."""
+    (`jobs.run` closes the run). A VA-RED² model is first calibrated for the budget knob (unless
+    `train.budget_calibration` is "on_demand"), and the calibration is written into the checkpoint
+    that is logged, so the registered and served model carry it."""
     from pipeline.train.checkpoint import update_weights
 
     tracker = tracker or Tracker(cfg.runtime)
     _, model = load_trained(str(checkpoint_dir))
-    if getattr(model, "dynamic", "none") != "none":
+    if getattr(model, "dynamic", "none") != "none" and cfg.train.budget_calibration == "after_training":
         ensure_budget_calibration(cfg, model, log=lambda line: None)
         update_weights(checkpoint_dir, model)
     report = evaluate_model(cfg, model)
